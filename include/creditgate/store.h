@@ -1,0 +1,129 @@
+/* store.h — the storage interface under the ledger: row-level reads and writes of members,
+ * grants, charges, journal entries and idempotency keys, plus transactions and savepoints.
+ *
+ * The ledger (src/ledger/) holds every rule; a backend only persists. A backend is a
+ * cg_store_ops table; SQLite (src/store/sqlite.c) is the default, PostgreSQL plugs in with the
+ * same table and the same tests (tests/ledger/ take the backend from CG_TEST_DB).
+ * Sharding rule: every table carries member_id, every key starts with it, and every call
+ * except the sweep listings and the verify scan touches exactly one member.
+ * A store is used by one thread at a time (the ledger's writer, or its mutex). */
+#ifndef CREDITGATE_STORE_H
+#define CREDITGATE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "creditgate/err.h"
+#include "creditgate/ledger.h"
+
+#define CG_STORE_DSN_BYTES_MAX 1024
+#define CG_STORE_SCHEMA_VERSION 1
+
+/* What an idempotency key remembers: the call, a hash of its request, the object it made. */
+typedef struct cg_store_idem {
+    char member_id[CG_MEMBER_ID_BYTES_MAX];
+    char key[CG_IDEMPOTENCY_KEY_BYTES_MAX];
+    int op;                                  /* the ledger's op code */
+    uint8_t request_hash[16];
+    char object_id[CG_OBJECT_ID_BYTES_MAX];  /* charge or grant id; member: effective instant */
+    int64_t created_at_us;
+} cg_store_idem;
+
+/* A (member, object) pair listed by the sweeps. */
+typedef struct cg_store_ref {
+    char member_id[CG_MEMBER_ID_BYTES_MAX];
+    char object_id[CG_OBJECT_ID_BYTES_MAX];
+} cg_store_ref;
+
+/* Journal sums of one grant or one charge, for verify. For a charge, delta_remaining sums
+ * capture and refund entries; delta_held sums every held delta. */
+typedef struct cg_store_sum {
+    char member_id[CG_MEMBER_ID_BYTES_MAX];
+    char object_id[CG_OBJECT_ID_BYTES_MAX];
+    int64_t delta_remaining;
+    int64_t delta_held;
+    int64_t entries;
+} cg_store_sum;
+
+/* Called once per stored grant (or charge) during verify, with the journal sums for it
+ * (zeros when none). Non-zero return stops the scan and is returned. */
+typedef int (*cg_store_grant_fn)(void *ctx, const cg_grant *grant, const cg_store_sum *sum);
+typedef int (*cg_store_charge_fn)(void *ctx, const cg_charge *charge, const cg_store_sum *sum);
+
+typedef struct cg_store_ops {
+    const char *name; /* "sqlite", "postgres" */
+    void (*close)(cg_store *store);
+
+    /* Transactions. begin/commit/rollback bracket a batch; savepoints bracket one call. */
+    int (*begin)(cg_store *store, cg_err *err);
+    int (*commit)(cg_store *store, cg_err *err); /* durable when it returns CG_OK */
+    int (*rollback)(cg_store *store, cg_err *err);
+    int (*savepoint)(cg_store *store, cg_err *err);
+    int (*savepoint_release)(cg_store *store, cg_err *err);
+    int (*savepoint_rollback)(cg_store *store, cg_err *err); /* and release */
+
+    /* Members: versions keyed (member_id, effective_at_us). */
+    int (*member_insert)(cg_store *store, const cg_member_state *row, cg_err *err);
+    /* The latest version with effective_at_us ≤ at_us; CG_ENOTFOUND if none. */
+    int (*member_at)(cg_store *store, const char *member_id, int64_t at_us, cg_member_state *out,
+                     cg_err *err);
+    int (*member_versions)(cg_store *store, const char *member_id, cg_member_state *out, int max,
+                           int *count, cg_err *err);
+
+    /* Grants keyed (member_id, grant_id). */
+    int (*grant_insert)(cg_store *store, const cg_grant *row, cg_err *err);
+    int (*grant_get)(cg_store *store, const char *member_id, const char *grant_id, cg_grant *out,
+                     cg_err *err);
+    /* Open grants (remaining > 0 or held > 0), any order; CG_ELIMIT beyond max. */
+    int (*grants_open)(cg_store *store, const char *member_id, cg_grant *out, int max,
+                       int *count, cg_err *err);
+    /* Writes remaining, held and expired. */
+    int (*grant_update)(cg_store *store, const cg_grant *row, cg_err *err);
+    /* Sweep: grants not yet marked expired with expires_at_us ≤ now_us, across members. */
+    int (*grants_due)(cg_store *store, int64_t now_us, cg_store_ref *out, int max, int *count,
+                      cg_err *err);
+
+    /* Charges keyed (member_id, charge_id); the store keeps items, parts and request. */
+    int (*charge_insert)(cg_store *store, const cg_charge *row, cg_err *err);
+    int (*charge_get)(cg_store *store, const char *member_id, const char *charge_id,
+                      cg_charge *out, cg_err *err);
+    /* Writes status, held, captured, refunded, parts, settled_at_us. */
+    int (*charge_update)(cg_store *store, const cg_charge *row, cg_err *err);
+    /* Sweep: held charges with expires_at_us ≤ now_us, across members. */
+    int (*charges_due)(cg_store *store, int64_t now_us, cg_store_ref *out, int max, int *count,
+                       cg_err *err);
+
+    /* Journal keyed (member_id, seq); append-only. */
+    int (*journal_last_seq)(cg_store *store, const char *member_id, int64_t *seq, cg_err *err);
+    int (*journal_append)(cg_store *store, const cg_journal_entry *row, cg_err *err);
+    int (*journal_page)(cg_store *store, const char *member_id, int64_t after_seq, int limit,
+                        cg_journal_entry *out, int *count, cg_err *err);
+
+    /* Idempotency keys keyed (member_id, key). */
+    int (*idem_get)(cg_store *store, const char *member_id, const char *key, cg_store_idem *out,
+                    cg_err *err); /* CG_ENOTFOUND when unknown */
+    int (*idem_insert)(cg_store *store, const cg_store_idem *row, cg_err *err);
+    /* Deletes at most max keys created before before_us; *deleted says how many. */
+    int (*idem_purge)(cg_store *store, int64_t before_us, int max, int *deleted, cg_err *err);
+
+    /* Verify scans: every grant / charge with its journal sums. */
+    int (*scan_grants)(cg_store *store, cg_store_grant_fn fn, void *ctx, cg_err *err);
+    int (*scan_charges)(cg_store *store, cg_store_charge_fn fn, void *ctx, cg_err *err);
+    /* Totals for the verify report. */
+    int (*count_entries)(cg_store *store, int64_t *entries, cg_err *err);
+} cg_store_ops;
+
+/* Every backend's handle starts with this. */
+struct cg_store {
+    const cg_store_ops *ops;
+};
+
+/* Opens a backend by data source name: "sqlite:PATH", a bare PATH (SQLite), or ":memory:".
+ * ("postgres://..." is reserved for the PostgreSQL backend.) Creates the file and its folder
+ * if missing and applies versioned schema migrations. */
+int cg_store_open(const char *dsn, cg_store **out, cg_err *err);
+int cg_store_sqlite_open(const char *path, cg_store **out, cg_err *err);
+/* NULL is a no-op. */
+void cg_store_close(cg_store *store);
+
+#endif
