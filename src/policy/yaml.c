@@ -1,0 +1,110 @@
+/* yaml.c — typed, located reads of libfyaml nodes for the policy parser.
+ * Knows YAML shapes only; what the values mean is parse.c's business. */
+#include "yaml.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define YAML_DESCEND_MAX 64
+
+void yaml_mark(struct fy_node *node, int *line, int *col) {
+    *line = 0;
+    *col = 0;
+    for (int depth = 0; node && depth < YAML_DESCEND_MAX; depth++) {
+        enum fy_node_type t = fy_node_get_type(node);
+        if (t == FYNT_SCALAR) {
+            struct fy_token *tok = fy_node_get_scalar_token(node);
+            const struct fy_mark *m = tok ? fy_token_start_mark(tok) : NULL;
+            if (m) {
+                *line = m->line + 1;
+                *col = m->column + 1;
+            }
+            return;
+        }
+        void *iter = NULL;
+        if (t == FYNT_MAPPING) {
+            struct fy_node_pair *pair = fy_node_mapping_iterate(node, &iter);
+            node = pair ? fy_node_pair_key(pair) : NULL;
+        } else {
+            node = fy_node_sequence_iterate(node, &iter);
+        }
+    }
+}
+
+int yaml_fail(const yaml_ctx *y, struct fy_node *node, const char *fmt, ...) {
+    char msg[CG_ERR_MSG_BYTES_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int line, col;
+    yaml_mark(node, &line, &col);
+    return cg_err_set(y->err, CG_EPARSE, "%s:%d:%d: %s", y->name, line, col, msg);
+}
+
+bool yaml_is_map(struct fy_node *node) { return node && fy_node_get_type(node) == FYNT_MAPPING; }
+bool yaml_is_seq(struct fy_node *node) { return node && fy_node_get_type(node) == FYNT_SEQUENCE; }
+
+int yaml_str(const yaml_ctx *y, struct fy_node *node, const char *what, char *buf,
+             size_t buf_bytes) {
+    assert(buf_bytes > 0);
+    if (!node || fy_node_get_type(node) != FYNT_SCALAR)
+        return yaml_fail(y, node, "%s must be a single value, not a list or mapping", what);
+    size_t len = 0;
+    const char *text = fy_node_get_scalar(node, &len);
+    if (!text || len == 0) return yaml_fail(y, node, "%s must not be empty", what);
+    if (len >= buf_bytes)
+        return yaml_fail(y, node, "%s is too long (%zu bytes, at most %zu)", what, len,
+                         buf_bytes - 1);
+    if (memchr(text, '\0', len)) return yaml_fail(y, node, "%s contains a NUL byte", what);
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    return CG_OK;
+}
+
+int yaml_int(const yaml_ctx *y, struct fy_node *node, const char *what, int64_t min,
+             int64_t max, int64_t *out) {
+    char text[32];
+    int rc = yaml_str(y, node, what, text, sizeof text);
+    if (rc) return rc;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end != '\0' || end == text)
+        return yaml_fail(y, node, "%s must be a whole number, got '%s'", what, text);
+    if (v < min || v > max)
+        return yaml_fail(y, node, "%s must be between %lld and %lld, got %lld", what,
+                         (long long)min, (long long)max, v);
+    *out = v;
+    return CG_OK;
+}
+
+int yaml_bool(const yaml_ctx *y, struct fy_node *node, const char *what, bool *out) {
+    char text[8];
+    int rc = yaml_str(y, node, what, text, sizeof text);
+    if (rc) return yaml_fail(y, node, "%s must be true or false", what);
+    if (!strcmp(text, "true")) *out = true;
+    else if (!strcmp(text, "false")) *out = false;
+    else return yaml_fail(y, node, "%s must be true or false, got '%s'", what, text);
+    return CG_OK;
+}
+
+int yaml_date(const yaml_ctx *y, struct fy_node *node, const char *what, cg_date *out) {
+    char text[32];
+    int rc = yaml_str(y, node, what, text, sizeof text);
+    if (rc) return rc;
+    cg_err e;
+    if (cg_date_parse(text, out, &e)) return yaml_fail(y, node, "%s: %s", what, e.msg);
+    return CG_OK;
+}
+
+bool yaml_key_is(struct fy_node *key, const char *text) {
+    if (!key || fy_node_get_type(key) != FYNT_SCALAR) return false;
+    size_t len = 0;
+    const char *s = fy_node_get_scalar(key, &len);
+    return s && len == strlen(text) && memcmp(s, text, len) == 0;
+}
