@@ -1,0 +1,143 @@
+/* body.c — turns a request body into a checked JSON object or a 400 that names the field.
+ * Depth is measured by a scan before jansson parses (jansson recurses up to its own fixed
+ * limit); then every member is checked against the route's field table: unknown names, wrong
+ * types, out-of-range integers and over-long strings are refused. */
+#include <assert.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Deepest [ / { nesting outside strings. Stops early once over max. */
+static int depth_scan(const char *text, size_t bytes, int max) {
+    int depth = 0, deepest = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < bytes; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (escaped) escaped = false;
+            else if (c == '\\') escaped = true;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == '{' || c == '[') {
+            if (++depth > deepest) deepest = depth;
+            if (deepest > max) return deepest;
+        } else if (c == '}' || c == ']') depth--;
+    }
+    return deepest;
+}
+
+static const field_spec *spec_find(const field_spec *spec, const char *name) {
+    for (const field_spec *f = spec; f->name; f++)
+        if (!strcmp(f->name, name)) return f;
+    return NULL;
+}
+
+static void path_join(char *buf, size_t bytes, const char *prefix, const char *name) {
+    if (prefix && *prefix) snprintf(buf, bytes, "%s.%s", prefix, name);
+    else snprintf(buf, bytes, "%s", name);
+}
+
+static const char *type_name(field_type t) {
+    switch (t) {
+    case F_STR: return "a string";
+    case F_INT: return "an integer";
+    case F_OBJ: return "an object";
+    case F_BOOL: return "true or false";
+    }
+    return "?";
+}
+
+static int check_value(req *r, const field_spec *f, json_t *v, const char *path) {
+    if (json_is_null(v)) {
+        if (f->nullable || !f->required) return 0;
+        return fail(r, 400, "invalid", path, "%s must not be null", path);
+    }
+    bool ok = (f->type == F_STR && json_is_string(v)) || (f->type == F_INT && json_is_integer(v)) ||
+              (f->type == F_OBJ && json_is_object(v)) || (f->type == F_BOOL && json_is_boolean(v));
+    if (!ok) return fail(r, 400, "invalid", path, "%s must be %s", path, type_name(f->type));
+    if (f->type == F_INT) {
+        json_int_t n = json_integer_value(v);
+        if (n < f->min || n > f->max)
+            return fail(r, 400, "out_of_range", path, "%s must be between %lld and %lld", path,
+                        (long long)f->min, (long long)f->max);
+    }
+    if (f->type == F_STR) {
+        int64_t max = f->max > 0 ? f->max : r->srv->config.string_bytes_max;
+        size_t len = json_string_length(v);
+        if ((int64_t)len > max)
+            return fail(r, 400, "too_long", path, "%s is longer than %lld bytes", path,
+                        (long long)max);
+        if ((int64_t)len < f->min)
+            return fail(r, 400, "invalid", path, "%s must not be empty", path);
+        if (memchr(json_string_value(v), '\0', len))
+            return fail(r, 400, "invalid", path, "%s must not contain NUL", path);
+    }
+    return 0;
+}
+
+/* Checks one object level; nested objects are checked by the caller's second pass so there is
+ * no recursion (field tables nest at most one level, asserted). */
+static int check_object(req *r, const field_spec *spec, json_t *obj, const char *prefix) {
+    const char *name;
+    json_t *v;
+    char path[128];
+    json_object_foreach(obj, name, v) {
+        path_join(path, sizeof path, prefix, name);
+        const field_spec *f = spec_find(spec, name);
+        if (!f) return fail(r, 400, "unknown_field", path, "unknown field '%s'", path);
+        int status = check_value(r, f, v, path);
+        if (status) return status;
+    }
+    for (const field_spec *f = spec; f->name; f++) {
+        path_join(path, sizeof path, prefix, f->name);
+        v = json_object_get(obj, f->name);
+        if (f->required && (!v || json_is_null(v)))
+            return fail(r, 400, "missing_field", path, "%s is required", path);
+    }
+    return 0;
+}
+
+int body_parse(req *r, const field_spec *spec, json_t **out) {
+    assert(r && spec && out);
+    *out = NULL;
+    const char *text = r->body_bytes ? r->body : "{}";
+    size_t bytes = r->body_bytes ? r->body_bytes : 2;
+    int max = r->srv->config.json_depth_max;
+    if (depth_scan(text, bytes, max) > max)
+        return fail(r, 400, "too_deep", "", "JSON nested deeper than %d levels", max);
+    json_error_t jerr;
+    json_t *root = json_loadb(text, bytes, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return fail(r, 400, "malformed_json", "", "malformed JSON at line %d column %d: %s",
+                    jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return fail(r, 400, "invalid", "", "the body must be a JSON object");
+    }
+    int status = check_object(r, spec, root, "");
+    for (const field_spec *f = spec; !status && f->name; f++) {
+        json_t *sub = json_object_get(root, f->name);
+        if (f->type != F_OBJ || !json_is_object(sub)) continue;
+        assert(f->sub);
+        for (const field_spec *g = f->sub; g->name; g++) assert(g->type != F_OBJ);
+        status = check_object(r, f->sub, sub, f->name);
+    }
+    if (status) {
+        json_decref(root);
+        return status;
+    }
+    *out = root;
+    return 0;
+}
+
+const char *jstr(json_t *obj, const char *name) {
+    json_t *v = obj ? json_object_get(obj, name) : NULL;
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+int64_t jint(json_t *obj, const char *name, int64_t dflt) {
+    json_t *v = obj ? json_object_get(obj, name) : NULL;
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}

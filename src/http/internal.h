@@ -1,0 +1,237 @@
+/* internal.h — what the files of src/http/ share and nobody else sees: the server value, the
+ * per-request context, the policy snapshot, auth, metrics and JSON body checking.
+ * server.c owns the daemon and routing; routes_*.c hold the handlers; auth.c, metrics.c,
+ * body.c and snapshot.c are the pieces they use. */
+#ifndef CREDITGATE_HTTP_INTERNAL_H
+#define CREDITGATE_HTTP_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "creditgate/engine.h"
+#include "creditgate/http.h"
+#include "creditgate/ledger.h"
+#include "creditgate/policy.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+
+/* ---- policy snapshot: refcounted so a reload never frees what a request still reads ---- */
+
+typedef struct file_stamp {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    int64_t mtime_ns;
+} file_stamp;
+
+typedef struct snapshot {
+    atomic_int refs;
+    cg_policy_set set;
+    cg_engine engine;
+    int32_t utc_offset_s; /* of the newest version: how `at` dates without offset are read */
+    char label[CG_POLICY_VERSIONS_MAX * 8];
+    file_stamp stamps[CG_HTTP_POLICY_FILES_MAX];
+} snapshot;
+
+int snapshot_load(const cg_http_config *config, snapshot **out, cg_err *err);
+void snapshot_release(snapshot *snap);
+/* Compares the policy files with stamps taken earlier (at load, or at a failed attempt). */
+bool stamps_changed(const cg_http_config *config, const file_stamp *seen);
+void stamps_take(const cg_http_config *config, file_stamp *out);
+
+/* ---- auth --------------------------------------------------------------------------------- */
+
+typedef enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_SERVICE, ROLE_ADMIN } role;
+
+typedef struct key_entry {
+    char name[CG_HTTP_KEY_NAME_BYTES_MAX];
+    role role;
+    unsigned char hash[32]; /* SHA-256 of the key text */
+} key_entry;
+
+typedef struct keyring {
+    key_entry keys[CG_HTTP_KEYS_MAX];
+    int count;
+    unsigned char token_secret[CG_HTTP_TOKEN_SECRET_BYTES];
+} keyring;
+
+typedef struct principal {
+    role role;
+    char name[CG_HTTP_KEY_NAME_BYTES_MAX];     /* key name, never the key */
+    char member_id[CG_HTTP_ID_BYTES_MAX];      /* for ROLE_MEMBER */
+} principal;
+
+int keyring_load(keyring *ring, const char *keys_path, const char *secret_path, cg_err *err);
+/* Checks "Bearer ..." against the keys (constant time) or as a member token. */
+int keyring_authenticate(const keyring *ring, const char *authorization, int64_t now_us,
+                         principal *out, cg_err *err);
+int token_mint(const keyring *ring, const char *member_id, int64_t expires_at_us, char *buf,
+               size_t buf_bytes);
+const char *role_name(role r);
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+#define ROUTES_MAX 32
+#define STATUS_SLOTS 20
+#define LATENCY_BUCKETS 14
+#define LABELLED_MAX 1024 /* distinct (model, benefit, outcome) series kept */
+
+typedef struct labelled {
+    char key[160];         /* rendered label set */
+    uint64_t value;
+} labelled;
+
+typedef struct metrics {
+    atomic_uint_fast64_t requests[ROUTES_MAX + 1][STATUS_SLOTS]; /* +1: unrouted */
+    atomic_uint_fast64_t latency[ROUTES_MAX + 1][LATENCY_BUCKETS];
+    atomic_uint_fast64_t latency_sum_us[ROUTES_MAX + 1];
+    atomic_int_fast64_t holds_outstanding;
+    atomic_uint_fast64_t reloads_ok, reloads_failed;
+    pthread_mutex_t lock; /* guards the labelled tables */
+    labelled decisions[LABELLED_MAX];
+    int decision_count;
+    labelled charges[LABELLED_MAX];
+    int charge_count;
+    labelled credits[LABELLED_MAX];
+    int credit_count;
+} metrics;
+
+void metrics_init(metrics *m);
+void metrics_free(metrics *m);
+void metrics_request(metrics *m, int route, int status, int64_t latency_us);
+/* One decided item: outcome unlimited/charged by model and benefit. */
+void metrics_decision(metrics *m, const char *model, const char *benefit, bool unlimited);
+void metrics_charge(metrics *m, const char *model, int64_t credits);
+/* Renders the Prometheus text exposition; caller frees. */
+char *metrics_render(metrics *m, const char *const *route_names, int route_count,
+                     const char *policy_label);
+
+/* ---- the server --------------------------------------------------------------------------- */
+
+struct cg_http_server {
+    cg_http_config config;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    keyring keys;
+    char *openapi_text;
+    size_t openapi_bytes;
+    int log_fd;              /* -1: access log off */
+    bool log_close;
+    /* The policy in force. Readers take a reference under snap_lock; reload swaps. */
+    pthread_mutex_t snap_lock;
+    snapshot *snap;
+    /* The ledger borrows one engine for its life, so a reload reopens it: requests hold
+       ledger_lock for reading around each ledger call, reload takes it for writing. */
+    pthread_rwlock_t ledger_lock;
+    cg_ledger *ledger;
+    pthread_mutex_t reload_lock; /* one reload at a time */
+    file_stamp seen[CG_HTTP_POLICY_FILES_MAX]; /* last stamps tried, good or broken */
+    atomic_int inflight;
+    atomic_bool draining;
+    metrics metrics;
+};
+
+/* ---- one request -------------------------------------------------------------------------- */
+
+#define PARAMS_MAX 1
+
+typedef struct req {
+    cg_http_server *srv;
+    struct MHD_Connection *conn;
+    int route;                      /* index in the route table, -1 when none */
+    char params[PARAMS_MAX][CG_HTTP_ID_BYTES_MAX];
+    char *body;
+    size_t body_bytes;
+    size_t body_cap;
+    bool body_too_large;
+    bool answered;
+    int64_t started_at_us;
+    int status;
+    principal who;
+    char member_id[CG_HTTP_ID_BYTES_MAX]; /* for the access log */
+    char request_id[24];
+    char method[16];
+    char path[192];                 /* for the access log; no query string, so no secrets */
+    /* response under construction */
+    json_t *out;
+    const char *out_text;           /* static or owned text body */
+    char *out_text_owned;
+    size_t out_text_bytes;
+    const char *content_type;
+    bool replayed;
+    char allow[64];                 /* 405: the Allow header */
+} req;
+
+typedef int (*handler_fn)(req *r);
+
+/* Answers with {"error": {...}}. Returns status so handlers can `return fail(...)`. */
+int fail(req *r, int status, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Maps a cg_err from the engine or ledger to a status and error body. */
+int fail_err(req *r, const cg_err *err);
+/* Sets a JSON response (takes the reference). */
+int reply(req *r, int status, json_t *body);
+
+/* Query parameter or NULL. */
+const char *query_arg(req *r, const char *name);
+/* Request header or NULL. */
+const char *header_value(req *r, const char *name);
+
+snapshot *snapshot_acquire(cg_http_server *srv);
+
+/* Ledger calls run with the read side held; NULL when the server runs without a ledger. */
+cg_ledger *ledger_enter(req *r);
+void ledger_leave(req *r);
+
+/* ---- JSON bodies -------------------------------------------------------------------------- */
+
+typedef enum field_type { F_STR, F_INT, F_OBJ, F_BOOL } field_type;
+
+typedef struct field_spec {
+    const char *name;
+    field_type type;
+    bool required;
+    bool nullable;
+    int64_t min, max;               /* F_INT range; F_STR length in bytes (max 0: config) */
+    const struct field_spec *sub;   /* F_OBJ: its fields, terminated by name NULL */
+} field_spec;
+
+/* Parses the body as one JSON object checked against spec: malformed JSON, too deep, unknown
+ * fields, wrong types, out-of-range numbers, too-long strings all fail naming the field.
+ * An empty body is `{}`. */
+int body_parse(req *r, const field_spec *spec, json_t **out);
+/* Small accessors for validated bodies (NULL / dflt when absent or null). */
+const char *jstr(json_t *obj, const char *name);
+int64_t jint(json_t *obj, const char *name, int64_t dflt);
+
+/* ---- handlers (routes_*.c) ---------------------------------------------------------------- */
+
+int h_healthz(req *r);
+int h_readyz(req *r);
+int h_metrics(req *r);
+int h_openapi(req *r);
+int h_quote(req *r);
+int h_member_put(req *r);
+int h_member_get(req *r);
+int h_member_grants(req *r);
+int h_member_balance(req *r);
+int h_member_benefits(req *r);
+int h_member_history(req *r);
+int h_member_token(req *r);
+int h_charge_create(req *r);
+int h_charge_get(req *r);
+int h_charge_capture(req *r);
+int h_charge_release(req *r);
+int h_charge_refund(req *r);
+
+/* Helpers shared by the route files. */
+bool id_valid(const char *id);
+int parse_instant(req *r, const char *field, const char *text, int64_t *at_us);
+const char *idempotency_key(req *r, char *buf, size_t buf_bytes, int *status);
+
+#endif

@@ -1,0 +1,260 @@
+/* routes_core.c — the handlers that need no ledger write: health, readiness, metrics, the
+ * OpenAPI document, POST /v1/quote (the same document as `creditgate quote --json`) and member
+ * tokens. Ledger-backed member and charge handlers are in routes_ledger.c. */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "creditgate/engine_json.h"
+#include "creditgate/time.h"
+#include "internal.h"
+
+bool id_valid(const char *id) {
+    size_t len = id ? strlen(id) : 0;
+    if (len == 0 || len >= CG_HTTP_ID_BYTES_MAX) return false;
+    for (const char *p = id; *p; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+int parse_instant(req *r, const char *field, const char *text, int64_t *at_us) {
+    snapshot *snap = snapshot_acquire(r->srv);
+    cg_err err;
+    int rc = cg_time_parse(text, snap->utc_offset_s, at_us, &err);
+    snapshot_release(snap);
+    if (rc) return fail(r, 400, "invalid", field, "%s: %s", field, err.msg);
+    return 0;
+}
+
+int h_healthz(req *r) {
+    json_t *body = json_pack("{s:s}", "status", "ok");
+    return reply(r, 200, body);
+}
+
+int h_readyz(req *r) {
+    bool draining = atomic_load(&r->srv->draining);
+    bool ledger_ok = !r->srv->config.db_path[0] || r->srv->ledger;
+    char label[CG_POLICY_VERSIONS_MAX * 8];
+    cg_http_server_policy_label(r->srv, label, sizeof label);
+    json_t *body = json_pack("{s:s,s:s,s:b}", "status", draining || !ledger_ok ? "unavailable" : "ready",
+                             "policy", label, "ledger", ledger_ok);
+    return reply(r, draining || !ledger_ok ? 503 : 200, body);
+}
+
+int h_metrics(req *r) {
+    const cg_http_route_info *infos;
+    int count = cg_http_routes(&infos);
+    const char *names[ROUTES_MAX];
+    for (int i = 0; i < count; i++) names[i] = infos[i].pattern;
+    char label[CG_POLICY_VERSIONS_MAX * 8];
+    cg_http_server_policy_label(r->srv, label, sizeof label);
+    char *text = metrics_render(&r->srv->metrics, names, count, label);
+    if (!text) return fail(r, 503, "out_of_memory", "", "cannot render metrics");
+    r->out_text_owned = text;
+    r->out_text_bytes = strlen(text);
+    r->content_type = "text/plain; version=0.0.4";
+    r->status = 200;
+    return 200;
+}
+
+int h_openapi(req *r) {
+    if (!r->srv->openapi_text)
+        return fail(r, 404, "not_found", "", "OpenAPI document not installed (%s)",
+                    r->srv->config.openapi_path);
+    r->out_text = r->srv->openapi_text;
+    r->out_text_bytes = r->srv->openapi_bytes;
+    r->content_type = "application/yaml";
+    r->status = 200;
+    return 200;
+}
+
+/* ---- POST /v1/quote ---------------------------------------------------------------------- */
+
+static const field_spec member_fields[] = {
+    {"plan", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    {"billing", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    {"joined", F_STR, true, false, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
+    {NULL, 0, false, false, 0, 0, NULL},
+};
+
+static const field_spec agent_fields[] = {
+    {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    {"kind", F_STR, true, false, 1, 16, NULL},
+    {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
+    {NULL, 0, false, false, 0, 0, NULL},
+};
+
+static const field_spec quote_fields[] = {
+    {"member", F_OBJ, false, false, 0, 0, member_fields},
+    {"member_id", F_STR, false, false, 1, CG_HTTP_ID_BYTES_MAX - 1, NULL},
+    {"model", F_STR, false, true, 1, CG_NAME_BYTES_MAX - 1, NULL},
+    {"variant", F_STR, false, true, 1, CG_ID_BYTES_MAX - 1, NULL},
+    {"count", F_INT, false, false, 1, CG_COUNT_MAX, NULL},
+    {"at", F_STR, false, true, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
+    {"agent", F_OBJ, false, true, 0, 0, agent_fields},
+    {"lang", F_STR, false, true, 1, 8, NULL},
+    {NULL, 0, false, false, 0, 0, NULL},
+};
+
+static int lang_of(req *r, const char *text, cg_lang *lang) {
+    cg_err err;
+    if (cg_lang_parse(text, lang, &err)) return fail(r, 400, "invalid", "lang", "lang: %s", err.msg);
+    return 0;
+}
+
+/* Fills plan/billing/joined from the stored member (at the instant of use). */
+static int member_from_ledger(req *r, const char *member_id, int64_t at_us, cg_member_state *ms,
+                              cg_quote_input *in) {
+    cg_ledger *ledger = ledger_enter(r);
+    if (!ledger) return fail(r, 503, "unavailable", "member_id", "this server runs without a ledger");
+    cg_err err;
+    cg_err_clear(&err);
+    int rc = cg_ledger_member_get(ledger, member_id, at_us, ms, &err);
+    ledger_leave(r);
+    if (rc == CG_ENOTFOUND)
+        return fail(r, 404, "not_found", "member_id", "no member '%s' at that instant", member_id);
+    if (rc) return fail_err(r, &err);
+    in->plan = ms->plan;
+    in->billing = ms->billing;
+    in->joined = NULL;
+    in->joined_at_us = ms->joined_at_us;
+    return 0;
+}
+
+static int quote_input(req *r, json_t *body, cg_quote_input *in, cg_member_state *ms) {
+    json_t *member = json_object_get(body, "member");
+    const char *member_id = jstr(body, "member_id");
+    if (!!json_is_object(member) == !!member_id)
+        return fail(r, 400, "invalid", "member", "give exactly one of member or member_id");
+    if (r->who.role == ROLE_MEMBER && (!member_id || strcmp(member_id, r->who.member_id)))
+        return fail(r, 403, "forbidden", "member_id", "a member token quotes only its own member");
+    memset(in, 0, sizeof *in);
+    in->model = jstr(body, "model");
+    in->variant = jstr(body, "variant");
+    in->count = jint(body, "count", 1);
+    in->at_us = cg_time_now_us();
+    const char *at = jstr(body, "at");
+    int status;
+    if (at && (status = parse_instant(r, "at", at, &in->at_us))) return status;
+    json_t *agent = json_object_get(body, "agent");
+    if (json_is_object(agent)) {
+        in->agent_model = jstr(agent, "model");
+        in->agent_kind = jstr(agent, "kind");
+        in->prompt = jstr(agent, "prompt");
+    }
+    if (!in->model && !in->agent_model)
+        return fail(r, 400, "missing_field", "model", "model is required (unless agent.kind is video)");
+    if (member_id) {
+        snprintf(r->member_id, sizeof r->member_id, "%s", member_id);
+        return member_from_ledger(r, member_id, in->at_us, ms, in);
+    }
+    in->plan = jstr(member, "plan");
+    in->billing = jstr(member, "billing");
+    in->joined = jstr(member, "joined");
+    return 0;
+}
+
+void count_decision(req *r, const cg_decision *d);
+void count_decision(req *r, const cg_decision *d) {
+    for (int i = 0; i < d->item_count; i++) {
+        const cg_item *it = &d->items[i];
+        const cg_policy *p = d->policy;
+        metrics_decision(&r->srv->metrics, p->models[it->model].id,
+                         it->benefit >= 0 ? p->benefits[it->benefit].id : "", it->unlimited);
+    }
+}
+
+int h_quote(req *r) {
+    json_t *body = NULL;
+    int status = body_parse(r, quote_fields, &body);
+    if (status) return status;
+    cg_lang lang;
+    cg_quote_input in;
+    cg_member_state ms;
+    status = lang_of(r, jstr(body, "lang"), &lang);
+    if (!status) status = quote_input(r, body, &in, &ms);
+    if (!status) {
+        snapshot *snap = snapshot_acquire(r->srv);
+        cg_decision d;
+        cg_err err;
+        cg_err_clear(&err);
+        if (cg_engine_quote(&snap->engine, &in, &d, &err)) {
+            status = fail_err(r, &err);
+        } else {
+            count_decision(r, &d);
+            status = reply(r, 200, cg_decision_to_json(&d, lang));
+        }
+        snapshot_release(snap); /* after rendering: the decision points into the policy */
+    }
+    json_decref(body);
+    return status;
+}
+
+/* ---- GET /v1/members/{id}/benefits ------------------------------------------------------- */
+
+int h_member_benefits(req *r) {
+    const char *id = r->params[0];
+    snprintf(r->member_id, sizeof r->member_id, "%s", id);
+    cg_lang lang;
+    int status = lang_of(r, query_arg(r, "lang"), &lang);
+    if (status) return status;
+    int64_t at_us = cg_time_now_us();
+    const char *at = query_arg(r, "at");
+    if (at && (status = parse_instant(r, "at", at, &at_us))) return status;
+    cg_quote_input in;
+    cg_member_state ms;
+    memset(&in, 0, sizeof in);
+    if ((status = member_from_ledger(r, id, at_us, &ms, &in))) return status;
+    snapshot *snap = snapshot_acquire(r->srv);
+    cg_active_benefit list[CG_BENEFITS_LIST_MAX];
+    int count = 0;
+    const cg_policy *policy = NULL;
+    cg_member member;
+    cg_err err;
+    cg_err_clear(&err);
+    if (cg_engine_active_benefits(&snap->engine, ms.plan, ms.billing, NULL, ms.joined_at_us, at_us,
+                                  &policy, &member, list, CG_BENEFITS_LIST_MAX, &count, &err)) {
+        status = fail_err(r, &err);
+    } else {
+        json_t *out = cg_active_benefits_to_json(policy, list, count, lang);
+        json_object_set_new(out, "member_id", json_string(id));
+        json_object_set_new(out, "policy", json_string(policy->version));
+        status = reply(r, 200, out);
+    }
+    snapshot_release(snap);
+    return status;
+}
+
+/* ---- POST /v1/members/{id}/tokens -------------------------------------------------------- */
+
+static const field_spec token_fields[] = {
+    {"ttl_s", F_INT, false, false, 10, 86400, NULL},
+    {NULL, 0, false, false, 0, 0, NULL},
+};
+
+int h_member_token(req *r) {
+    json_t *body = NULL;
+    int status = body_parse(r, token_fields, &body);
+    if (status) return status;
+    const char *id = r->params[0];
+    snprintf(r->member_id, sizeof r->member_id, "%s", id);
+    int64_t ttl_s = jint(body, "ttl_s", r->srv->config.token_ttl_s);
+    if (ttl_s > r->srv->config.token_ttl_s) ttl_s = r->srv->config.token_ttl_s;
+    json_decref(body);
+    int64_t expires_at_us = cg_time_now_us() + ttl_s * CG_US_PER_S;
+    char token[CG_HTTP_TOKEN_BYTES_MAX];
+    if (token_mint(&r->srv->keys, id, expires_at_us, token, sizeof token))
+        return fail(r, 500, "internal", "", "token too long");
+    char at[CG_RFC3339_TEXT_BYTES];
+    cg_time_format(expires_at_us, 0, at, sizeof at);
+    json_t *out = json_pack("{s:s,s:s,s:s,s:I}", "token", token, "member_id", id, "expires_at", at,
+                            "expires_at_us", (json_int_t)expires_at_us);
+    sodium_memzero(token, sizeof token);
+    return reply(r, 201, out);
+}
