@@ -24,6 +24,7 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 int cli_cmd_quote(int argc, char **argv);
 int cli_cmd_benefits(int argc, char **argv);
 int cli_cmd_policy(int argc, char **argv);
+int cli_cmd_serve(int argc, char **argv);
 
 /* Loads --policy files (default the bundled one) into set. */
 int cli_load_policies(const char **paths, int path_count, cg_policy_set *set, cg_err *err);

@@ -14,6 +14,7 @@ static const command commands[] = {
     {"quote", cli_cmd_quote, "decide one request: unlimited or how many credits, and why"},
     {"benefits", cli_cmd_benefits, "list a member's active unlimited benefits"},
     {"policy", cli_cmd_policy, "policy check FILE: validate a policy and print it in words"},
+    {"serve", cli_cmd_serve, "serve the HTTP/JSON API (docs/openapi.yaml)"},
     /* ledger and server commands are added here by their own files */
 };
 
