@@ -1,0 +1,303 @@
+/* ledger.c — the ledger's lifetime and its group commit: callers queue ops into a bounded ring,
+ * one writer thread applies up to batch_ops_max of them in one transaction (a savepoint each,
+ * so a failing op rolls back alone), commits once, then wakes every caller with its own result.
+ * The rules themselves are in ops.c (charges and grants) and verify.c; rows go through store.h. */
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SWEEP_INTERVAL_US_DEFAULT (1000 * 1000)
+
+void cg_ledger_config_default(cg_ledger_config *config) {
+    assert(config);
+    memset(config, 0, sizeof *config);
+    config->group_commit = true;
+    config->queue_ops_max = CG_LEDGER_QUEUE_OPS_MAX;
+    config->batch_ops_max = CG_LEDGER_BATCH_OPS_MAX;
+    config->hold_ttl_s = CG_HOLD_TTL_S_DEFAULT;
+    config->idempotency_keep_s = CG_IDEMPOTENCY_KEEP_S_MIN;
+    config->sweep_interval_us = SWEEP_INTERVAL_US_DEFAULT;
+}
+
+int64_t ledger_now_us(const cg_ledger *ledger) {
+    if (ledger->config.clock_us) return ledger->config.clock_us(ledger->config.clock_ctx);
+    return cg_time_now_us();
+}
+
+static int config_check(const cg_ledger_config *c, cg_err *err) {
+    if (c->queue_ops_max < 1 || c->queue_ops_max > CG_LEDGER_QUEUE_OPS_MAX)
+        return cg_err_set(err, CG_EINVAL, "queue_ops_max must be 1..%d", CG_LEDGER_QUEUE_OPS_MAX);
+    if (c->batch_ops_max < 1 || c->batch_ops_max > CG_LEDGER_BATCH_OPS_MAX)
+        return cg_err_set(err, CG_EINVAL, "batch_ops_max must be 1..%d", CG_LEDGER_BATCH_OPS_MAX);
+    if (c->hold_ttl_s < 1)
+        return cg_err_set(err, CG_EINVAL, "hold_ttl_s must be at least 1 second");
+    if (c->idempotency_keep_s < CG_IDEMPOTENCY_KEEP_S_MIN)
+        return cg_err_set(err, CG_EINVAL, "idempotency keys must be kept at least %d s",
+                          CG_IDEMPOTENCY_KEEP_S_MIN);
+    if (c->sweep_interval_us < 0)
+        return cg_err_set(err, CG_EINVAL, "sweep_interval_us must not be negative");
+    return CG_OK;
+}
+
+/* Runs the sweep inside the open transaction when its interval has passed. */
+static int sweep_if_due(cg_ledger *l, int64_t now_us, cg_err *err) {
+    if (now_us - l->swept_at_us < l->config.sweep_interval_us) return CG_OK;
+    l->swept_at_us = now_us;
+    return ledger_sweep(l, now_us, err);
+}
+
+/* Applies ops[0..n) in one transaction. Each op's rc is final when this returns. */
+static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
+    cg_store *s = l->store;
+    cg_err err = {0};
+    int64_t now_us = ledger_now_us(l);
+    int rc = s->ops->begin(s, &err);
+    if (!rc) rc = sweep_if_due(l, now_us, &err);
+    for (int i = 0; i < n && !rc; i++) {
+        ledger_op *op = ops[i];
+        if ((rc = s->ops->savepoint(s, &err))) break;
+        op->rc = ledger_apply(l, op, now_us);
+        assert(op->rc <= 0);
+        rc = op->rc ? s->ops->savepoint_rollback(s, &err) : s->ops->savepoint_release(s, &err);
+    }
+    if (!rc) rc = s->ops->commit(s, &err);
+    if (rc) {
+        /* Nothing of this batch is durable: every op that had succeeded now fails. */
+        cg_err ignored;
+        s->ops->rollback(s, &ignored);
+        for (int i = 0; i < n; i++) {
+            if (ops[i]->rc != CG_OK) continue; /* its own refusal stands: it changed nothing */
+            ops[i]->rc = cg_err_set(&ops[i]->err, CG_EUNAVAILABLE,
+                                    "not committed, retry with the same idempotency key: %s",
+                                    err.msg);
+        }
+    }
+}
+
+static void *writer_main(void *arg) {
+    cg_ledger *l = arg;
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        while (l->ring_count == 0 && !l->stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            int64_t wait_us = l->config.sweep_interval_us > 0 ? l->config.sweep_interval_us
+                                                              : SWEEP_INTERVAL_US_DEFAULT;
+            until.tv_sec += wait_us / 1000000;
+            until.tv_nsec += (wait_us % 1000000) * 1000;
+            if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+            }
+            if (pthread_cond_timedwait(&l->not_empty, &l->mu, &until) == ETIMEDOUT) break;
+        }
+        if (l->ring_count == 0 && l->stopping) {
+            pthread_mutex_unlock(&l->mu);
+            return NULL;
+        }
+        int n = l->ring_count < l->config.batch_ops_max ? l->ring_count
+                                                         : l->config.batch_ops_max;
+        for (int i = 0; i < n; i++) {
+            l->batch[i] = l->ring[l->ring_head];
+            l->ring_head = (l->ring_head + 1) % l->config.queue_ops_max;
+        }
+        l->ring_count -= n;
+        pthread_cond_broadcast(&l->not_full);
+        pthread_mutex_unlock(&l->mu);
+        run_batch(l, l->batch, n); /* n == 0: an idle sweep */
+        for (int i = 0; i < n; i++) sem_post(&l->batch[i]->done);
+    }
+}
+
+/* Naive mode (the bench's baseline): the caller applies its op in its own transaction. */
+static int submit_direct(cg_ledger *l, ledger_op *op) {
+    pthread_mutex_lock(&l->mu);
+    ledger_op *one[1] = {op};
+    run_batch(l, one, 1);
+    pthread_mutex_unlock(&l->mu);
+    return op->rc;
+}
+
+/* Queues op and waits until the writer has committed (or refused) it. */
+static int submit(cg_ledger *l, ledger_op *op, cg_err *err) {
+    assert(l && op);
+    memset(&op->err, 0, sizeof op->err);
+    op->rc = CG_OK;
+    int rc;
+    if (!l->config.group_commit) {
+        rc = submit_direct(l, op);
+    } else {
+        sem_init(&op->done, 0, 0);
+        pthread_mutex_lock(&l->mu);
+        while (l->ring_count == l->config.queue_ops_max && !l->stopping)
+            pthread_cond_wait(&l->not_full, &l->mu);
+        if (l->stopping) {
+            pthread_mutex_unlock(&l->mu);
+            sem_destroy(&op->done);
+            return cg_err_set(err, CG_EUNAVAILABLE, "ledger is closing");
+        }
+        int tail = (l->ring_head + l->ring_count) % l->config.queue_ops_max;
+        l->ring[tail] = op;
+        l->ring_count++;
+        pthread_cond_signal(&l->not_empty);
+        pthread_mutex_unlock(&l->mu);
+        while (sem_wait(&op->done) != 0) continue; /* EINTR */
+        sem_destroy(&op->done);
+        rc = op->rc;
+    }
+    if (rc && err) *err = op->err;
+    return rc;
+}
+
+int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledger **out,
+                   cg_err *err) {
+    assert(store_take && out);
+    *out = NULL;
+    cg_ledger_config defaults;
+    if (!config) {
+        cg_ledger_config_default(&defaults);
+        config = &defaults;
+    }
+    int rc = config_check(config, err);
+    if (rc || sodium_init() < 0) {
+        cg_store_close(store_take);
+        return rc ? rc : cg_err_set(err, CG_EIO, "libsodium failed to initialize");
+    }
+    cg_ledger *l = calloc(1, sizeof *l);
+    if (l) {
+        l->ring = calloc((size_t)config->queue_ops_max, sizeof *l->ring);
+        l->batch = calloc((size_t)config->batch_ops_max, sizeof *l->batch);
+    }
+    if (!l || !l->ring || !l->batch) {
+        if (l) free(l->ring), free(l->batch);
+        free(l);
+        cg_store_close(store_take);
+        return cg_err_set(err, CG_ENOMEM, "out of memory opening the ledger");
+    }
+    l->store = store_take;
+    l->config = *config;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->not_empty, NULL);
+    pthread_cond_init(&l->not_full, NULL);
+    l->swept_at_us = INT64_MIN / 2;
+    if (config->group_commit) {
+        if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
+            l->config.group_commit = false;
+            cg_ledger_close(l);
+            return cg_err_set(err, CG_ENOMEM, "cannot start the ledger writer thread");
+        }
+        l->writer_started = true;
+    }
+    *out = l;
+    return CG_OK;
+}
+
+int cg_ledger_open_dsn(const char *dsn, const cg_ledger_config *config, cg_ledger **out,
+                       cg_err *err) {
+    cg_store *store = NULL;
+    int rc = cg_store_open(dsn, &store, err);
+    if (rc) return rc;
+    return cg_ledger_open(store, config, out, err);
+}
+
+void cg_ledger_close(cg_ledger *l) {
+    if (!l) return;
+    if (l->writer_started) {
+        pthread_mutex_lock(&l->mu);
+        l->stopping = true;
+        pthread_cond_broadcast(&l->not_empty);
+        pthread_cond_broadcast(&l->not_full);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->writer, NULL);
+    }
+    assert(l->ring_count == 0);
+    cg_store_close(l->store);
+    pthread_cond_destroy(&l->not_full);
+    pthread_cond_destroy(&l->not_empty);
+    pthread_mutex_destroy(&l->mu);
+    free(l->batch);
+    free(l->ring);
+    free(l);
+}
+
+/* ---- public calls: each builds an op and submits it ---- */
+
+static int call(cg_ledger *l, ledger_op_kind kind, const void *in, void *out, bool *replayed,
+                cg_err *err) {
+    ledger_op op = {.kind = kind, .in = in, .out = out, .replayed = replayed};
+    if (replayed) *replayed = false;
+    return submit(l, &op, err);
+}
+
+int cg_ledger_member_put(cg_ledger *l, const cg_member_put_input *in, cg_member_state *out,
+                         bool *replayed, cg_err *err) {
+    return call(l, OP_MEMBER_PUT, in, out, replayed, err);
+}
+
+int cg_ledger_grant(cg_ledger *l, const cg_grant_input *in, cg_grant *out, bool *replayed,
+                    cg_err *err) {
+    return call(l, OP_GRANT, in, out, replayed, err);
+}
+
+int cg_ledger_charge(cg_ledger *l, const cg_charge_input *in, cg_charge *out, bool *replayed,
+                     cg_err *err) {
+    return call(l, OP_CHARGE, in, out, replayed, err);
+}
+
+int cg_ledger_capture(cg_ledger *l, const cg_settle_input *in, cg_charge *out, bool *replayed,
+                      cg_err *err) {
+    return call(l, OP_CAPTURE, in, out, replayed, err);
+}
+
+int cg_ledger_release(cg_ledger *l, const cg_settle_input *in, cg_charge *out, bool *replayed,
+                      cg_err *err) {
+    return call(l, OP_RELEASE, in, out, replayed, err);
+}
+
+int cg_ledger_refund(cg_ledger *l, const cg_settle_input *in, cg_charge *out, bool *replayed,
+                     cg_err *err) {
+    return call(l, OP_REFUND, in, out, replayed, err);
+}
+
+int cg_ledger_member_get(cg_ledger *l, const char *member_id, int64_t at_us,
+                         cg_member_state *out, cg_err *err) {
+    ledger_op op = {.kind = OP_MEMBER_GET, .out = out, .member_id = member_id, .at_us = at_us};
+    return submit(l, &op, err);
+}
+
+int cg_ledger_member_history(cg_ledger *l, const char *member_id, cg_member_state *out,
+                             int max, int *count, cg_err *err) {
+    ledger_op op = {.kind = OP_MEMBER_HISTORY, .out = out, .member_id = member_id,
+                    .limit = max, .count = count};
+    return submit(l, &op, err);
+}
+
+int cg_ledger_charge_get(cg_ledger *l, const char *member_id, const char *charge_id,
+                         cg_charge *out, cg_err *err) {
+    ledger_op op = {.kind = OP_CHARGE_GET, .out = out, .member_id = member_id,
+                    .object_id = charge_id};
+    return submit(l, &op, err);
+}
+
+int cg_ledger_balance(cg_ledger *l, const char *member_id, cg_balance *out, cg_err *err) {
+    ledger_op op = {.kind = OP_BALANCE, .out = out, .member_id = member_id};
+    return submit(l, &op, err);
+}
+
+int cg_ledger_history(cg_ledger *l, const char *member_id, int64_t after_seq, int limit,
+                      cg_journal_entry *out, int *count, int64_t *next_seq, cg_err *err) {
+    ledger_op op = {.kind = OP_HISTORY, .out = out, .member_id = member_id,
+                    .after_seq = after_seq, .limit = limit, .count = count,
+                    .next_seq = next_seq};
+    return submit(l, &op, err);
+}
+
+int cg_ledger_verify(cg_ledger *l, cg_verify_report *out, cg_err *err) {
+    ledger_op op = {.kind = OP_VERIFY, .out = out};
+    return submit(l, &op, err);
+}

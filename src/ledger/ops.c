@@ -1,0 +1,780 @@
+/* ops.c — the ledger's rules, applied by the writer inside one savepoint per call: members,
+ * grants, charge = quote + hold, capture, release, refund, the expiry sweep and the reads.
+ * Storage-independent: rows come and go only through store.h; no locking here (the writer
+ * is the only thread in this file at a time). Every movement of credits appends to the
+ * journal in the same savepoint as the row it changes, so verify.c can recompute everything. */
+#include "internal.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small helpers ---- */
+
+static int check_text(const char *text, const char *field, size_t bytes_max, cg_err *err) {
+    if (!text || !*text) return cg_err_set_field(err, CG_EINVAL, field, "%s is required", field);
+    if (strlen(text) >= bytes_max)
+        return cg_err_set_field(err, CG_ELIMIT, field, "%s is longer than %zu bytes", field,
+                                bytes_max - 1);
+    return CG_OK;
+}
+
+static int check_member_key(const char *member_id, const char *key, cg_err *err) {
+    int rc = check_text(member_id, "member_id", CG_MEMBER_ID_BYTES_MAX, err);
+    if (!rc) rc = check_text(key, "idempotency_key", CG_IDEMPOTENCY_KEY_BYTES_MAX, err);
+    return rc;
+}
+
+static void new_id(const char *prefix, char *out, size_t out_bytes) {
+    uint8_t raw[8];
+    randombytes_buf(raw, sizeof raw);
+    char hex[2 * sizeof raw + 1];
+    sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+    snprintf(out, out_bytes, "%s%s", prefix, hex);
+}
+
+static void copy(char *dst, size_t dst_bytes, const char *src) {
+    snprintf(dst, dst_bytes, "%s", src ? src : "");
+}
+
+/* Request fingerprint for idempotency: every field, length-prefixed so "a","bc" ≠ "ab","c". */
+typedef struct hasher {
+    crypto_generichash_state st;
+} hasher;
+
+static void hash_init(hasher *h, int op) {
+    crypto_generichash_init(&h->st, NULL, 0, 16);
+    crypto_generichash_update(&h->st, (const uint8_t *)&op, sizeof op);
+}
+
+static void hash_text(hasher *h, const char *text) {
+    uint64_t n = text ? strlen(text) + 1 : 0;
+    crypto_generichash_update(&h->st, (const uint8_t *)&n, sizeof n);
+    if (text) crypto_generichash_update(&h->st, (const uint8_t *)text, n - 1);
+}
+
+static void hash_int(hasher *h, int64_t v) {
+    crypto_generichash_update(&h->st, (const uint8_t *)&v, sizeof v);
+}
+
+static void hash_final(hasher *h, uint8_t out[16]) { crypto_generichash_final(&h->st, out, 16); }
+
+/* Looks the key up. *found: a replay of the same request (object_id filled). A key used for
+ * another request is CG_ECONFLICT. */
+static int idem_lookup(cg_store *s, const char *member_id, const char *key, int op,
+                       const uint8_t hash[16], char *object_id, bool *found, cg_err *err) {
+    cg_store_idem row;
+    *found = false;
+    cg_err miss;
+    int rc = s->ops->idem_get(s, member_id, key, &row, &miss);
+    if (rc == CG_ENOTFOUND) return CG_OK;
+    if (rc) {
+        *err = miss;
+        return rc;
+    }
+    if (row.op != op || memcmp(row.request_hash, hash, 16) != 0)
+        return cg_err_set_field(err, CG_ECONFLICT, "idempotency_key",
+                                "idempotency key '%s' was already used for a different request",
+                                key);
+    copy(object_id, CG_OBJECT_ID_BYTES_MAX, row.object_id);
+    *found = true;
+    return CG_OK;
+}
+
+static int idem_record(cg_store *s, const char *member_id, const char *key, int op,
+                       const uint8_t hash[16], const char *object_id, int64_t now_us,
+                       cg_err *err) {
+    cg_store_idem row = {.op = op, .created_at_us = now_us};
+    copy(row.member_id, sizeof row.member_id, member_id);
+    copy(row.key, sizeof row.key, key);
+    memcpy(row.request_hash, hash, 16);
+    copy(row.object_id, sizeof row.object_id, object_id);
+    return s->ops->idem_insert(s, &row, err);
+}
+
+/* Appends journal entries for one member, numbering them after the last stored seq. */
+typedef struct journal {
+    cg_store *store;
+    const char *member_id;
+    int64_t now_us;
+    int64_t seq;
+    bool loaded;
+} journal;
+
+static int journal_add(journal *j, cg_journal_kind kind, const char *grant_id,
+                       const char *charge_id, int64_t delta_remaining, int64_t delta_held,
+                       const char *note, cg_err *err) {
+    assert(delta_remaining != 0 || delta_held != 0);
+    if (!j->loaded) {
+        int rc = j->store->ops->journal_last_seq(j->store, j->member_id, &j->seq, err);
+        if (rc) return rc;
+        j->loaded = true;
+    }
+    cg_journal_entry e = {.seq = ++j->seq, .at_us = j->now_us, .kind = kind,
+                          .delta_remaining = delta_remaining, .delta_held = delta_held};
+    copy(e.member_id, sizeof e.member_id, j->member_id);
+    copy(e.grant_id, sizeof e.grant_id, grant_id);
+    copy(e.charge_id, sizeof e.charge_id, charge_id);
+    copy(e.note, sizeof e.note, note);
+    return j->store->ops->journal_append(j->store, &e, err);
+}
+
+/* Spendable at now_us: started, not past expiry (swept or not). */
+static bool grant_live(const cg_grant *g, int64_t now_us) {
+    return !g->expired && g->starts_at_us <= now_us && now_us < g->expires_at_us;
+}
+
+static int64_t grant_free(const cg_grant *g) {
+    assert(g->held >= 0 && g->held <= g->remaining);
+    return g->remaining - g->held;
+}
+
+/* Spending order: priority, soonest expiry (never-expiring last), promotional before paid,
+ * oldest, then id so the order is total. */
+static int grant_order(const void *a_, const void *b_) {
+    const cg_grant *a = a_, *b = b_;
+    if (a->priority != b->priority) return a->priority < b->priority ? -1 : 1;
+    if (a->expires_at_us != b->expires_at_us) return a->expires_at_us < b->expires_at_us ? -1 : 1;
+    if (a->category != b->category) return a->category == CG_CATEGORY_PROMO ? -1 : 1;
+    if (a->created_at_us != b->created_at_us) return a->created_at_us < b->created_at_us ? -1 : 1;
+    return strcmp(a->grant_id, b->grant_id);
+}
+
+/* ---- members ---- */
+
+static int member_validate(const cg_ledger *l, const cg_member_put_input *in, int64_t eff_us,
+                           cg_err *err) {
+    int rc = check_member_key(in->member_id, in->idempotency_key, err);
+    if (!rc) rc = check_text(in->plan, "plan", CG_ID_BYTES_MAX, err);
+    if (!rc) rc = check_text(in->billing, "billing", CG_ID_BYTES_MAX, err);
+    if (rc || !l->config.engine) return rc;
+    const cg_policy *p = cg_policy_set_at(l->config.engine->set, eff_us);
+    if (!p) return cg_err_set_field(err, CG_EINVAL, "effective_at", "no policy in force then");
+    if (cg_policy_plan_find(p, in->plan) < 0)
+        return cg_err_set_field(err, CG_EINVAL, "plan", "unknown plan '%s' in policy %s",
+                                in->plan, p->version);
+    if (cg_policy_billing_find(p, in->billing) < 0)
+        return cg_err_set_field(err, CG_EINVAL, "billing", "unknown billing '%s' in policy %s",
+                                in->billing, p->version);
+    return CG_OK;
+}
+
+static int op_member_put(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    const cg_member_put_input *in = op->in;
+    cg_member_state *out = op->out;
+    cg_store *s = l->store;
+    int64_t eff_us = in->effective_at_us ? in->effective_at_us : now_us;
+    int rc = member_validate(l, in, eff_us, &op->err);
+    if (rc) return rc;
+    hasher h;
+    hash_init(&h, OP_MEMBER_PUT);
+    hash_text(&h, in->member_id);
+    hash_text(&h, in->plan);
+    hash_text(&h, in->billing);
+    hash_int(&h, in->joined_at_us);
+    hash_int(&h, in->effective_at_us);
+    uint8_t hash[16];
+    hash_final(&h, hash);
+    char object_id[CG_OBJECT_ID_BYTES_MAX];
+    bool found;
+    rc = idem_lookup(s, in->member_id, in->idempotency_key, OP_MEMBER_PUT, hash, object_id,
+                     &found, &op->err);
+    if (rc) return rc;
+    if (found) {
+        if (op->replayed) *op->replayed = true;
+        return s->ops->member_at(s, in->member_id, strtoll(object_id, NULL, 10), out, &op->err);
+    }
+    cg_member_state row = {.joined_at_us = in->joined_at_us, .effective_at_us = eff_us,
+                           .recorded_at_us = now_us};
+    copy(row.member_id, sizeof row.member_id, in->member_id);
+    copy(row.plan, sizeof row.plan, in->plan);
+    copy(row.billing, sizeof row.billing, in->billing);
+    if ((rc = s->ops->member_insert(s, &row, &op->err))) return rc;
+    snprintf(object_id, sizeof object_id, "%" PRId64, eff_us);
+    rc = idem_record(s, in->member_id, in->idempotency_key, OP_MEMBER_PUT, hash, object_id,
+                     now_us, &op->err);
+    if (!rc) *out = row;
+    return rc;
+}
+
+static int member_exists(cg_store *s, const char *member_id, cg_err *err) {
+    cg_member_state m;
+    int count = 0;
+    int rc = s->ops->member_versions(s, member_id, &m, 1, &count, err);
+    if (rc) return rc;
+    if (count == 0)
+        return cg_err_set_field(err, CG_ENOTFOUND, "member_id",
+                                "unknown member '%s' (put the member first)", member_id);
+    return CG_OK;
+}
+
+/* ---- grants ---- */
+
+static int grant_validate(const cg_grant_input *in, int64_t starts_us, int64_t expires_us,
+                          cg_err *err) {
+    int rc = check_member_key(in->member_id, in->idempotency_key, err);
+    if (rc) return rc;
+    if (in->credits < 1 || in->credits > CG_CREDITS_MAX)
+        return cg_err_set_field(err, CG_EINVAL, "credits", "credits must be 1..%" PRId64,
+                                (int64_t)CG_CREDITS_MAX);
+    if (in->priority < -1 || in->priority > LEDGER_PRIORITY_MAX)
+        return cg_err_set_field(err, CG_EINVAL, "priority", "priority must be 0..%d",
+                                LEDGER_PRIORITY_MAX);
+    if ((unsigned)in->source > CG_SOURCE_ADJUSTMENT || (unsigned)in->category > 1)
+        return cg_err_set_field(err, CG_EINVAL, "source", "unknown source or category");
+    if (expires_us <= starts_us)
+        return cg_err_set_field(err, CG_EINVAL, "expires_at", "a grant must expire after it "
+                                "starts");
+    if (in->note && strlen(in->note) >= CG_GRANT_NOTE_BYTES_MAX)
+        return cg_err_set_field(err, CG_ELIMIT, "note", "note is longer than %d bytes",
+                                CG_GRANT_NOTE_BYTES_MAX - 1);
+    return CG_OK;
+}
+
+/* Refuses a new open grant when the member already has CG_GRANTS_OPEN_MAX. */
+static int grant_room(cg_store *s, const char *member_id, cg_err *err) {
+    cg_grant *open = malloc(sizeof(cg_grant) * CG_GRANTS_OPEN_MAX);
+    if (!open) return cg_err_set(err, CG_ENOMEM, "out of memory");
+    int count = 0;
+    int rc = s->ops->grants_open(s, member_id, open, CG_GRANTS_OPEN_MAX, &count, err);
+    free(open);
+    if (!rc && count >= CG_GRANTS_OPEN_MAX)
+        rc = cg_err_set(err, CG_ELIMIT, "member '%s' already has %d open grants", member_id,
+                        CG_GRANTS_OPEN_MAX);
+    return rc;
+}
+
+static int op_grant(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    const cg_grant_input *in = op->in;
+    cg_grant *out = op->out;
+    cg_store *s = l->store;
+    int64_t starts_us = in->starts_at_us ? in->starts_at_us : now_us;
+    int64_t expires_us = in->expires_at_us ? in->expires_at_us : CG_NO_END;
+    int rc = grant_validate(in, starts_us, expires_us, &op->err);
+    if (rc) return rc;
+    hasher h;
+    hash_init(&h, OP_GRANT);
+    hash_text(&h, in->member_id);
+    hash_int(&h, in->source);
+    hash_int(&h, in->category);
+    hash_int(&h, in->priority);
+    hash_int(&h, in->credits);
+    hash_int(&h, in->starts_at_us);
+    hash_int(&h, in->expires_at_us);
+    hash_text(&h, in->note);
+    uint8_t hash[16];
+    hash_final(&h, hash);
+    char grant_id[CG_OBJECT_ID_BYTES_MAX];
+    bool found;
+    rc = idem_lookup(s, in->member_id, in->idempotency_key, OP_GRANT, hash, grant_id, &found,
+                     &op->err);
+    if (rc) return rc;
+    if (found) {
+        if (op->replayed) *op->replayed = true;
+        return s->ops->grant_get(s, in->member_id, grant_id, out, &op->err);
+    }
+    if ((rc = member_exists(s, in->member_id, &op->err))) return rc;
+    if ((rc = grant_room(s, in->member_id, &op->err))) return rc;
+    cg_grant g = {.source = in->source, .category = in->category,
+                  .priority = in->priority < 0 ? LEDGER_PRIORITY_DEFAULT : in->priority,
+                  .credits = in->credits, .remaining = in->credits, .starts_at_us = starts_us,
+                  .expires_at_us = expires_us, .created_at_us = now_us};
+    new_id("gr_", g.grant_id, sizeof g.grant_id);
+    copy(g.member_id, sizeof g.member_id, in->member_id);
+    copy(g.note, sizeof g.note, in->note);
+    journal j = {.store = s, .member_id = in->member_id, .now_us = now_us};
+    if ((rc = s->ops->grant_insert(s, &g, &op->err))) return rc;
+    rc = journal_add(&j, CG_JOURNAL_GRANT, g.grant_id, "", g.credits, 0, g.note, &op->err);
+    if (!rc)
+        rc = idem_record(s, in->member_id, in->idempotency_key, OP_GRANT, hash, g.grant_id,
+                         now_us, &op->err);
+    if (!rc) *out = g;
+    return rc;
+}
+
+/* ---- charge: quote on the member's state at the instant of use, then hold ---- */
+
+static const char *reason_code(cg_reason reason) {
+    switch (reason) {
+    case CG_REASON_UNLIMITED: return "unlimited";
+    case CG_REASON_NO_BENEFIT: return "no_benefit";
+    case CG_REASON_VARIANT_NOT_COVERED: return "variant_not_covered";
+    case CG_REASON_NOT_ELIGIBLE: return "not_eligible";
+    case CG_REASON_RESTRICTED: return "restricted";
+    case CG_REASON_CONVERSATION: return "conversation";
+    }
+    return "unknown";
+}
+
+/* Copies the decision into the charge record: ids, credits, benefit and English reason. */
+static void record_decision(cg_charge *c, const cg_decision *d) {
+    const cg_policy *p = d->policy;
+    copy(c->policy_version, sizeof c->policy_version, p->version);
+    c->item_count = d->item_count;
+    c->credits = d->total_credits;
+    for (int i = 0; i < d->item_count; i++) {
+        const cg_item *it = &d->items[i];
+        cg_charge_item *ci = &c->items[i];
+        assert(it->model >= 0 && it->model < p->model_count);
+        const cg_model *m = &p->models[it->model];
+        copy(ci->kind, sizeof ci->kind,
+             it->kind == CG_ITEM_CONVERSATION ? "conversation" : "generation");
+        copy(ci->model, sizeof ci->model, m->id);
+        copy(ci->variant, sizeof ci->variant, it->variant >= 0 ? m->variants[it->variant].id : "");
+        ci->count = it->count;
+        ci->unlimited = it->unlimited;
+        ci->credits = it->credits;
+        copy(ci->benefit, sizeof ci->benefit, it->benefit >= 0 ? p->benefits[it->benefit].id : "");
+        copy(ci->reason_code, sizeof ci->reason_code, reason_code(it->reason));
+        cg_item_explain(d, i, CG_LANG_EN, ci->reason, sizeof ci->reason);
+    }
+}
+
+static void charge_hash(const cg_charge_input *in, uint8_t hash[16]) {
+    hasher h;
+    hash_init(&h, OP_CHARGE);
+    hash_text(&h, in->member_id);
+    hash_text(&h, in->model);
+    hash_text(&h, in->variant);
+    hash_int(&h, in->count);
+    hash_int(&h, in->at_us);
+    hash_text(&h, in->agent_model);
+    hash_text(&h, in->agent_kind);
+    hash_text(&h, in->prompt);
+    hash_final(&h, hash);
+}
+
+/* Fills the request and member snapshot, and quotes it. */
+static int charge_quote(cg_ledger *l, const cg_charge_input *in, int64_t at_us, cg_charge *c,
+                        cg_err *err) {
+    cg_store *s = l->store;
+    cg_member_state m;
+    int rc = s->ops->member_at(s, in->member_id, at_us, &m, err);
+    if (rc == CG_ENOTFOUND)
+        return cg_err_set_field(err, CG_ENOTFOUND, "member_id",
+                                "member '%s' has no recorded state at the instant of use",
+                                in->member_id);
+    if (rc) return rc;
+    copy(c->member_id, sizeof c->member_id, in->member_id);
+    copy(c->model, sizeof c->model, in->model);
+    copy(c->variant, sizeof c->variant, in->variant);
+    c->count = in->count ? in->count : 1;
+    copy(c->agent_model, sizeof c->agent_model, in->agent_model);
+    copy(c->agent_kind, sizeof c->agent_kind, in->agent_kind);
+    copy(c->prompt, sizeof c->prompt, in->prompt);
+    c->at_us = at_us;
+    copy(c->plan, sizeof c->plan, m.plan);
+    copy(c->billing, sizeof c->billing, m.billing);
+    c->joined_at_us = m.joined_at_us;
+    cg_quote_input q = {.plan = m.plan, .billing = m.billing, .joined = NULL,
+                        .joined_at_us = m.joined_at_us, .model = in->model,
+                        .variant = in->variant, .count = in->count, .at_us = at_us,
+                        .agent_model = in->agent_model, .agent_kind = in->agent_kind,
+                        .prompt = in->prompt};
+    cg_decision d;
+    if ((rc = cg_engine_quote(l->config.engine, &q, &d, err))) return rc;
+    record_decision(c, &d);
+    int64_t ttl_s = d.policy->hold_ttl_s > 0 ? d.policy->hold_ttl_s : l->config.hold_ttl_s;
+    c->expires_at_us = ttl_s * CG_US_PER_S; /* made absolute by the caller */
+    return CG_OK;
+}
+
+/* Reserves c->credits from the member's live grants in spending order. */
+static int charge_hold(cg_store *s, cg_charge *c, journal *j, int64_t now_us, cg_err *err) {
+    cg_grant *g = malloc(sizeof(cg_grant) * CG_GRANTS_OPEN_MAX);
+    if (!g) return cg_err_set(err, CG_ENOMEM, "out of memory");
+    int count = 0;
+    int rc = s->ops->grants_open(s, c->member_id, g, CG_GRANTS_OPEN_MAX, &count, err);
+    int live = 0;
+    int64_t available = 0;
+    for (int i = 0; !rc && i < count; i++)
+        if (grant_live(&g[i], now_us) && grant_free(&g[i]) > 0) {
+            g[live] = g[i];
+            available += grant_free(&g[live++]);
+        }
+    if (!rc && available < c->credits) {
+        c->credits_available = available;
+        rc = cg_err_set_field(err, CG_EINSUFFICIENT, "credits",
+                              "insufficient credits: this needs %" PRId64 " credits, %" PRId64
+                              " available; nothing was held", c->credits, available);
+    }
+    if (!rc) qsort(g, (size_t)live, sizeof *g, grant_order);
+    int64_t need = c->credits;
+    for (int i = 0; !rc && i < live && need > 0; i++) {
+        int64_t take = grant_free(&g[i]) < need ? grant_free(&g[i]) : need;
+        assert(take > 0 && c->part_count < CG_CHARGE_PARTS_MAX);
+        cg_charge_part *p = &c->parts[c->part_count++];
+        copy(p->grant_id, sizeof p->grant_id, g[i].grant_id);
+        p->source = g[i].source;
+        p->category = g[i].category;
+        p->held = take;
+        g[i].held += take;
+        need -= take;
+        rc = s->ops->grant_update(s, &g[i], err);
+        if (!rc) rc = journal_add(j, CG_JOURNAL_HOLD, g[i].grant_id, c->charge_id, 0, take, "",
+                                  err);
+    }
+    assert(rc || need == 0);
+    c->held = c->credits;
+    free(g);
+    return rc;
+}
+
+static int op_charge(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    const cg_charge_input *in = op->in;
+    cg_charge *c = op->out;
+    cg_store *s = l->store;
+    memset(c, 0, sizeof *c);
+    int rc = check_member_key(in->member_id, in->idempotency_key, &op->err);
+    if (rc) return rc;
+    if (!l->config.engine)
+        return cg_err_set(&op->err, CG_EINVAL, "this ledger was opened without a policy engine");
+    uint8_t hash[16];
+    charge_hash(in, hash);
+    char charge_id[CG_OBJECT_ID_BYTES_MAX];
+    bool found;
+    rc = idem_lookup(s, in->member_id, in->idempotency_key, OP_CHARGE, hash, charge_id, &found,
+                     &op->err);
+    if (rc) return rc;
+    if (found) {
+        if (op->replayed) *op->replayed = true;
+        return s->ops->charge_get(s, in->member_id, charge_id, c, &op->err);
+    }
+    if ((rc = charge_quote(l, in, in->at_us ? in->at_us : now_us, c, &op->err))) return rc;
+    new_id("ch_", c->charge_id, sizeof c->charge_id);
+    c->status = CG_CHARGE_HELD;
+    c->created_at_us = now_us;
+    c->expires_at_us += now_us;
+    journal j = {.store = s, .member_id = in->member_id, .now_us = now_us};
+    if ((rc = charge_hold(s, c, &j, now_us, &op->err))) return rc;
+    if ((rc = s->ops->charge_insert(s, c, &op->err))) return rc;
+    return idem_record(s, in->member_id, in->idempotency_key, OP_CHARGE, hash, c->charge_id,
+                       now_us, &op->err);
+}
+
+/* ---- settle: capture / release / expiry of a hold ---- */
+
+/* Takes back `release` held credits of one part; on a grant already expired they expire too
+ * (the expiry movement of credits that were held when the grant ran out). */
+static int settle_part(cg_store *s, cg_charge *c, cg_charge_part *p, int64_t capture,
+                       journal *j, cg_err *err) {
+    cg_grant g;
+    int rc = s->ops->grant_get(s, c->member_id, p->grant_id, &g, err);
+    if (rc) return rc;
+    int64_t release = p->held - capture;
+    assert(capture >= 0 && release >= 0 && g.held >= p->held && g.remaining >= p->held);
+    g.held -= p->held;
+    g.remaining -= capture;
+    p->captured = capture;
+    if (capture > 0)
+        rc = journal_add(j, CG_JOURNAL_CAPTURE, g.grant_id, c->charge_id, -capture, -capture, "",
+                         err);
+    if (!rc && release > 0)
+        rc = journal_add(j, CG_JOURNAL_RELEASE, g.grant_id, c->charge_id, 0, -release, "", err);
+    if (!rc && release > 0 && g.expired) {
+        g.remaining -= release;
+        rc = journal_add(j, CG_JOURNAL_EXPIRY, g.grant_id, "", -release, 0, c->charge_id, err);
+    }
+    if (!rc) rc = s->ops->grant_update(s, &g, err);
+    return rc;
+}
+
+/* Settles a held charge at `final` credits (0: release), parts in spending order. */
+static int settle(cg_store *s, cg_charge *c, int64_t final, cg_charge_status status,
+                  int64_t now_us, cg_err *err) {
+    assert(c->status == CG_CHARGE_HELD && final >= 0 && final <= c->held);
+    journal j = {.store = s, .member_id = c->member_id, .now_us = now_us};
+    int64_t left = final;
+    int rc = CG_OK;
+    for (int i = 0; !rc && i < c->part_count; i++) {
+        cg_charge_part *p = &c->parts[i];
+        int64_t capture = p->held < left ? p->held : left;
+        left -= capture;
+        rc = settle_part(s, c, p, capture, &j, err);
+    }
+    if (rc) return rc;
+    assert(left == 0);
+    c->status = status;
+    c->captured = final;
+    c->held = 0;
+    c->settled_at_us = now_us;
+    return s->ops->charge_update(s, c, err);
+}
+
+static const char *op_name(ledger_op_kind kind) {
+    return kind == OP_CAPTURE ? "capture" : kind == OP_RELEASE ? "release" : "refund";
+}
+
+static void settle_hash(const ledger_op *op, uint8_t hash[16]) {
+    const cg_settle_input *in = op->in;
+    hasher h;
+    hash_init(&h, op->kind);
+    hash_text(&h, in->member_id);
+    hash_text(&h, in->charge_id);
+    hash_int(&h, op->kind == OP_RELEASE ? 0 : in->credits);
+    hash_text(&h, op->kind == OP_REFUND ? in->reason : NULL);
+    hash_final(&h, hash);
+}
+
+/* Loads the charge of a settle call; *replayed when the key already did this. */
+static int settle_begin(cg_ledger *l, ledger_op *op, uint8_t hash[16], bool *done) {
+    const cg_settle_input *in = op->in;
+    cg_store *s = l->store;
+    *done = false;
+    int rc = check_member_key(in->member_id, in->idempotency_key, &op->err);
+    if (!rc) rc = check_text(in->charge_id, "charge_id", CG_OBJECT_ID_BYTES_MAX, &op->err);
+    if (rc) return rc;
+    settle_hash(op, hash);
+    char charge_id[CG_OBJECT_ID_BYTES_MAX];
+    rc = idem_lookup(s, in->member_id, in->idempotency_key, op->kind, hash, charge_id, done,
+                     &op->err);
+    if (rc) return rc;
+    if (*done && op->replayed) *op->replayed = true;
+    return s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
+}
+
+static int require_held(const cg_charge *c, ledger_op_kind kind, int64_t now_us, cg_err *err) {
+    if (c->status != CG_CHARGE_HELD)
+        return cg_err_set(err, CG_ESTATE, "cannot %s charge %s: it is %s, not held",
+                          op_name(kind), c->charge_id, cg_charge_status_name(c->status));
+    if (now_us >= c->expires_at_us)
+        return cg_err_set(err, CG_ESTATE, "cannot %s charge %s: its hold expired (TTL) and its "
+                          "credits are being released", op_name(kind), c->charge_id);
+    return CG_OK;
+}
+
+static int op_capture_release(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    const cg_settle_input *in = op->in;
+    cg_charge *c = op->out;
+    uint8_t hash[16];
+    bool done;
+    int rc = settle_begin(l, op, hash, &done);
+    if (rc || done) return rc;
+    if ((rc = require_held(c, op->kind, now_us, &op->err))) return rc;
+    int64_t final = 0;
+    if (op->kind == OP_CAPTURE) {
+        final = in->credits < 0 ? c->held : in->credits;
+        if (final > c->held)
+            return cg_err_set_field(&op->err, CG_EINVAL, "credits",
+                                    "cannot capture %" PRId64 " credits: only %" PRId64
+                                    " are held by %s", final, c->held, c->charge_id);
+    }
+    rc = settle(l->store, c, final,
+                op->kind == OP_CAPTURE ? CG_CHARGE_CAPTURED : CG_CHARGE_RELEASED, now_us,
+                &op->err);
+    if (!rc)
+        rc = idem_record(l->store, in->member_id, in->idempotency_key, op->kind, hash,
+                         c->charge_id, now_us, &op->err);
+    return rc;
+}
+
+/* ---- refund ---- */
+
+/* Returns `amount` credits of category to a new non-expiring `refund` grant. */
+static int refund_grant(cg_store *s, const cg_charge *c, cg_grant_category category,
+                        int64_t amount, const char *reason, journal *j, cg_err *err) {
+    int rc = grant_room(s, c->member_id, err);
+    if (rc) return rc;
+    cg_grant g = {.source = CG_SOURCE_REFUND, .category = category,
+                  .priority = LEDGER_PRIORITY_DEFAULT, .credits = amount, .remaining = amount,
+                  .starts_at_us = j->now_us, .expires_at_us = CG_NO_END,
+                  .created_at_us = j->now_us};
+    new_id("gr_", g.grant_id, sizeof g.grant_id);
+    copy(g.member_id, sizeof g.member_id, c->member_id);
+    snprintf(g.note, sizeof g.note, "refund of %s (source grants expired): %s", c->charge_id,
+             reason ? reason : "");
+    if ((rc = s->ops->grant_insert(s, &g, err))) return rc;
+    return journal_add(j, CG_JOURNAL_REFUND, g.grant_id, c->charge_id, amount, 0, reason, err);
+}
+
+/* Returns credits part by part, latest-spent first. */
+static int refund_parts(cg_store *s, cg_charge *c, int64_t amount, const char *reason,
+                        int64_t now_us, cg_err *err) {
+    journal j = {.store = s, .member_id = c->member_id, .now_us = now_us};
+    int64_t to_new[2] = {0, 0}; /* by category, for sources that expired */
+    int rc = CG_OK;
+    for (int i = c->part_count - 1; i >= 0 && amount > 0 && !rc; i--) {
+        cg_charge_part *p = &c->parts[i];
+        int64_t r = p->captured - p->refunded < amount ? p->captured - p->refunded : amount;
+        if (r <= 0) continue;
+        amount -= r;
+        p->refunded += r;
+        cg_grant g;
+        if ((rc = s->ops->grant_get(s, c->member_id, p->grant_id, &g, err))) break;
+        if (g.expired || now_us >= g.expires_at_us) {
+            to_new[p->category] += r;
+            continue;
+        }
+        g.remaining += r;
+        rc = s->ops->grant_update(s, &g, err);
+        if (!rc) rc = journal_add(&j, CG_JOURNAL_REFUND, g.grant_id, c->charge_id, r, 0, reason,
+                                  err);
+    }
+    assert(rc || amount == 0);
+    for (int k = 0; k < 2 && !rc; k++)
+        if (to_new[k] > 0) rc = refund_grant(s, c, (cg_grant_category)k, to_new[k], reason, &j, err);
+    return rc;
+}
+
+static int op_refund(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    const cg_settle_input *in = op->in;
+    cg_charge *c = op->out;
+    uint8_t hash[16];
+    bool done;
+    int rc = settle_begin(l, op, hash, &done);
+    if (rc || done) return rc;
+    if (c->status != CG_CHARGE_CAPTURED)
+        return cg_err_set(&op->err, CG_ESTATE, "cannot refund charge %s: it is %s, not captured",
+                          c->charge_id, cg_charge_status_name(c->status));
+    int64_t refundable = c->captured - c->refunded;
+    int64_t amount = in->credits < 0 ? refundable : in->credits;
+    if (amount > refundable || amount <= 0)
+        return cg_err_set_field(&op->err, CG_EINVAL, "credits",
+                                "cannot refund %" PRId64 " credits: charge %s captured %" PRId64
+                                ", refunded %" PRId64 ", so at most %" PRId64 " can be refunded",
+                                amount, c->charge_id, c->captured, c->refunded, refundable);
+    if (in->reason && strlen(in->reason) >= CG_GRANT_NOTE_BYTES_MAX)
+        return cg_err_set_field(&op->err, CG_ELIMIT, "reason", "reason is longer than %d bytes",
+                                CG_GRANT_NOTE_BYTES_MAX - 1);
+    if ((rc = refund_parts(l->store, c, amount, in->reason, now_us, &op->err))) return rc;
+    c->refunded += amount;
+    if ((rc = l->store->ops->charge_update(l->store, c, &op->err))) return rc;
+    return idem_record(l->store, in->member_id, in->idempotency_key, OP_REFUND, hash,
+                       c->charge_id, now_us, &op->err);
+}
+
+/* ---- sweep ---- */
+
+/* Releases one hold past its TTL (status expired). */
+static int expire_hold(cg_store *s, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+    cg_charge *c = malloc(sizeof *c);
+    if (!c) return cg_err_set(err, CG_ENOMEM, "out of memory");
+    int rc = s->ops->charge_get(s, ref->member_id, ref->object_id, c, err);
+    if (!rc && c->status == CG_CHARGE_HELD) rc = settle(s, c, 0, CG_CHARGE_EXPIRED, now_us, err);
+    free(c);
+    return rc;
+}
+
+/* Journals the expiry of a grant's unheld credits; held ones expire when released. */
+static int expire_grant(cg_store *s, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+    cg_grant g;
+    int rc = s->ops->grant_get(s, ref->member_id, ref->object_id, &g, err);
+    if (rc || g.expired) return rc;
+    int64_t lost = grant_free(&g);
+    g.remaining -= lost;
+    g.expired = true;
+    journal j = {.store = s, .member_id = g.member_id, .now_us = now_us};
+    if (lost > 0) rc = journal_add(&j, CG_JOURNAL_EXPIRY, g.grant_id, "", -lost, 0, "", err);
+    if (!rc) rc = s->ops->grant_update(s, &g, err);
+    return rc;
+}
+
+typedef int (*sweep_fn)(cg_store *s, const cg_store_ref *ref, int64_t now_us, cg_err *err);
+
+/* Each item in its own savepoint: one broken row must not stop the others. */
+static int sweep_each(cg_store *s, const cg_store_ref *refs, int count, sweep_fn fn,
+                      int64_t now_us, cg_err *err) {
+    for (int i = 0; i < count; i++) {
+        int rc = s->ops->savepoint(s, err);
+        if (rc) return rc;
+        cg_err item_err;
+        rc = fn(s, &refs[i], now_us, &item_err);
+        rc = rc ? s->ops->savepoint_rollback(s, err) : s->ops->savepoint_release(s, err);
+        if (rc) return rc;
+    }
+    return CG_OK;
+}
+
+int ledger_sweep(cg_ledger *l, int64_t now_us, cg_err *err) {
+    cg_store *s = l->store;
+    cg_store_ref refs[CG_LEDGER_SWEEP_PER_BATCH_MAX];
+    int count = 0, deleted = 0;
+    int rc = s->ops->charges_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &count, err);
+    if (!rc) rc = sweep_each(s, refs, count, expire_hold, now_us, err);
+    if (!rc) rc = s->ops->grants_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &count, err);
+    if (!rc) rc = sweep_each(s, refs, count, expire_grant, now_us, err);
+    if (!rc)
+        rc = s->ops->idem_purge(s, now_us - l->config.idempotency_keep_s * CG_US_PER_S,
+                                CG_LEDGER_SWEEP_PER_BATCH_MAX, &deleted, err);
+    return rc;
+}
+
+/* ---- reads ---- */
+
+static int op_balance(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    cg_balance *b = op->out;
+    cg_store *s = l->store;
+    memset(b, 0, sizeof *b);
+    int rc = check_text(op->member_id, "member_id", CG_MEMBER_ID_BYTES_MAX, &op->err);
+    if (!rc) rc = member_exists(s, op->member_id, &op->err);
+    if (!rc) rc = s->ops->grants_open(s, op->member_id, b->grants, CG_GRANTS_OPEN_MAX,
+                                      &b->grant_count, &op->err);
+    if (rc) return rc;
+    copy(b->member_id, sizeof b->member_id, op->member_id);
+    b->at_us = now_us;
+    qsort(b->grants, (size_t)b->grant_count, sizeof b->grants[0], grant_order);
+    for (int i = 0; i < b->grant_count; i++) {
+        const cg_grant *g = &b->grants[i];
+        b->held += g->held;
+        if (!grant_live(g, now_us)) continue;
+        b->available += grant_free(g);
+        if (g->category == CG_CATEGORY_PROMO) b->available_promo += grant_free(g);
+        else b->available_paid += grant_free(g);
+    }
+    assert(b->available == b->available_paid + b->available_promo);
+    return CG_OK;
+}
+
+static int op_history(cg_ledger *l, ledger_op *op) {
+    if (op->limit < 1 || op->limit > CG_HISTORY_PAGE_MAX)
+        return cg_err_set_field(&op->err, CG_EINVAL, "limit", "limit must be 1..%d",
+                                CG_HISTORY_PAGE_MAX);
+    int rc = check_text(op->member_id, "member_id", CG_MEMBER_ID_BYTES_MAX, &op->err);
+    if (rc) return rc;
+    cg_journal_entry *out = op->out;
+    rc = l->store->ops->journal_page(l->store, op->member_id, op->after_seq, op->limit, out,
+                                     op->count, &op->err);
+    if (rc) return rc;
+    *op->next_seq = *op->count == op->limit ? out[*op->count - 1].seq : 0;
+    return CG_OK;
+}
+
+static int op_read(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    cg_store *s = l->store;
+    switch (op->kind) {
+    case OP_MEMBER_GET:
+        if (check_text(op->member_id, "member_id", CG_MEMBER_ID_BYTES_MAX, &op->err))
+            return op->err.code;
+        return s->ops->member_at(s, op->member_id, op->at_us ? op->at_us : now_us, op->out,
+                                 &op->err);
+    case OP_MEMBER_HISTORY:
+        if (op->limit < 1) return cg_err_set(&op->err, CG_EINVAL, "max must be positive");
+        return s->ops->member_versions(s, op->member_id, op->out, op->limit, op->count,
+                                       &op->err);
+    case OP_CHARGE_GET:
+        if (check_text(op->object_id, "charge_id", CG_OBJECT_ID_BYTES_MAX, &op->err))
+            return op->err.code;
+        return s->ops->charge_get(s, op->member_id, op->object_id, op->out, &op->err);
+    case OP_BALANCE: return op_balance(l, op, now_us);
+    case OP_HISTORY: return op_history(l, op);
+    case OP_VERIFY: return ledger_verify(l, op->out, &op->err);
+    default: break;
+    }
+    return cg_err_set(&op->err, CG_EINVAL, "unknown ledger operation %d", (int)op->kind);
+}
+
+int ledger_apply(cg_ledger *l, ledger_op *op, int64_t now_us) {
+    assert(l && op);
+    switch (op->kind) {
+    case OP_MEMBER_PUT: return op_member_put(l, op, now_us);
+    case OP_GRANT: return op_grant(l, op, now_us);
+    case OP_CHARGE: return op_charge(l, op, now_us);
+    case OP_CAPTURE:
+    case OP_RELEASE: return op_capture_release(l, op, now_us);
+    case OP_REFUND: return op_refund(l, op, now_us);
+    default: return op_read(l, op, now_us);
+    }
+}

@@ -1,0 +1,876 @@
+/* sqlite.c — the embedded default backend of store.h: one SQLite file in WAL mode with
+ * synchronous=FULL, so a commit that returned is on disk. Rows only; every rule lives in
+ * src/ledger/. Statements are prepared once at open (no parsing on the hot path), every key
+ * starts with member_id, and schema migrations are versioned (PRAGMA user_version). */
+#include "creditgate/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SQLITE_CACHE_KIB 65536       /* page cache bound: memory stays flat with 1M members */
+#define SQLITE_BUSY_TIMEOUT_MS 5000
+
+/* Migration i brings the schema from version i to i + 1. Append only; never edit one. */
+static const char *const migrations[] = {
+    "CREATE TABLE members (member_id TEXT NOT NULL, effective_at_us INTEGER NOT NULL,"
+    " plan TEXT NOT NULL, billing TEXT NOT NULL, joined_at_us INTEGER NOT NULL,"
+    " recorded_at_us INTEGER NOT NULL, PRIMARY KEY (member_id, effective_at_us)) WITHOUT ROWID;"
+    "CREATE TABLE grants (member_id TEXT NOT NULL, grant_id TEXT NOT NULL, source INTEGER NOT NULL,"
+    " category INTEGER NOT NULL, priority INTEGER NOT NULL, credits INTEGER NOT NULL,"
+    " remaining INTEGER NOT NULL, held INTEGER NOT NULL, starts_at_us INTEGER NOT NULL,"
+    " expires_at_us INTEGER NOT NULL, created_at_us INTEGER NOT NULL, expired INTEGER NOT NULL,"
+    " note TEXT NOT NULL, PRIMARY KEY (member_id, grant_id)) WITHOUT ROWID;"
+    "CREATE INDEX grants_due ON grants (expires_at_us) WHERE expired = 0;"
+    "CREATE TABLE charges (member_id TEXT NOT NULL, charge_id TEXT NOT NULL,"
+    " status INTEGER NOT NULL, model TEXT NOT NULL, variant TEXT NOT NULL, count INTEGER NOT NULL,"
+    " agent_model TEXT NOT NULL, agent_kind TEXT NOT NULL, prompt TEXT NOT NULL,"
+    " at_us INTEGER NOT NULL, plan TEXT NOT NULL, billing TEXT NOT NULL,"
+    " joined_at_us INTEGER NOT NULL, policy_version TEXT NOT NULL, items TEXT NOT NULL,"
+    " credits INTEGER NOT NULL, held INTEGER NOT NULL, captured INTEGER NOT NULL,"
+    " refunded INTEGER NOT NULL, parts TEXT NOT NULL, created_at_us INTEGER NOT NULL,"
+    " expires_at_us INTEGER NOT NULL, settled_at_us INTEGER NOT NULL,"
+    " PRIMARY KEY (member_id, charge_id)) WITHOUT ROWID;"
+    "CREATE INDEX charges_due ON charges (expires_at_us) WHERE status = 0;"
+    "CREATE TABLE journal (member_id TEXT NOT NULL, seq INTEGER NOT NULL, at_us INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL, grant_id TEXT NOT NULL, charge_id TEXT NOT NULL,"
+    " delta_remaining INTEGER NOT NULL, delta_held INTEGER NOT NULL, note TEXT NOT NULL,"
+    " PRIMARY KEY (member_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE idempotency (member_id TEXT NOT NULL, key TEXT NOT NULL, op INTEGER NOT NULL,"
+    " request_hash BLOB NOT NULL, object_id TEXT NOT NULL, created_at_us INTEGER NOT NULL,"
+    " PRIMARY KEY (member_id, key)) WITHOUT ROWID;"
+    "CREATE INDEX idempotency_age ON idempotency (created_at_us);"
+    /* Journal is append-only: the database itself refuses edits. */
+    "CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal"
+    " BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;"
+    "CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal"
+    " BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;",
+};
+#define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
+
+enum {
+    ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+    ST_MEMBER_INSERT, ST_MEMBER_AT, ST_MEMBER_VERSIONS,
+    ST_GRANT_INSERT, ST_GRANT_GET, ST_GRANTS_OPEN, ST_GRANT_UPDATE, ST_GRANTS_DUE,
+    ST_CHARGE_INSERT, ST_CHARGE_GET, ST_CHARGE_UPDATE, ST_CHARGES_DUE,
+    ST_JOURNAL_LAST, ST_JOURNAL_APPEND, ST_JOURNAL_PAGE,
+    ST_IDEM_GET, ST_IDEM_INSERT, ST_IDEM_PURGE,
+    ST_SCAN_GRANTS, ST_SCAN_CHARGES, ST_COUNT_ENTRIES,
+    ST_COUNT
+};
+
+#define GRANT_COLS "member_id, grant_id, source, category, priority, credits, remaining, held," \
+                   " starts_at_us, expires_at_us, created_at_us, expired, note"
+#define CHARGE_COLS "member_id, charge_id, status, model, variant, count, agent_model,"       \
+                    " agent_kind, prompt, at_us, plan, billing, joined_at_us, policy_version,"  \
+                    " items, credits, held, captured, refunded, parts, created_at_us,"          \
+                    " expires_at_us, settled_at_us"
+#define JOURNAL_COLS "member_id, seq, at_us, kind, grant_id, charge_id, delta_remaining,"     \
+                     " delta_held, note"
+
+static const char *const statement_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT op",
+    [ST_RELEASE] = "RELEASE op",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO op",
+    [ST_MEMBER_INSERT] = "INSERT INTO members (member_id, effective_at_us, plan, billing,"
+                         " joined_at_us, recorded_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                         " ON CONFLICT (member_id, effective_at_us) DO UPDATE SET plan = ?3,"
+                         " billing = ?4, joined_at_us = ?5, recorded_at_us = ?6",
+    [ST_MEMBER_AT] = "SELECT member_id, effective_at_us, plan, billing, joined_at_us,"
+                     " recorded_at_us FROM members WHERE member_id = ?1 AND effective_at_us <= ?2"
+                     " ORDER BY effective_at_us DESC LIMIT 1",
+    [ST_MEMBER_VERSIONS] = "SELECT member_id, effective_at_us, plan, billing, joined_at_us,"
+                           " recorded_at_us FROM members WHERE member_id = ?1"
+                           " ORDER BY effective_at_us LIMIT ?2",
+    [ST_GRANT_INSERT] = "INSERT INTO grants (" GRANT_COLS ") VALUES"
+                        " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [ST_GRANT_GET] = "SELECT " GRANT_COLS " FROM grants WHERE member_id = ?1 AND grant_id = ?2",
+    [ST_GRANTS_OPEN] = "SELECT " GRANT_COLS " FROM grants WHERE member_id = ?1"
+                       " AND (remaining > 0 OR held > 0) LIMIT ?2",
+    [ST_GRANT_UPDATE] = "UPDATE grants SET remaining = ?3, held = ?4, expired = ?5"
+                        " WHERE member_id = ?1 AND grant_id = ?2",
+    [ST_GRANTS_DUE] = "SELECT member_id, grant_id FROM grants WHERE expired = 0"
+                      " AND expires_at_us <= ?1 ORDER BY expires_at_us LIMIT ?2",
+    [ST_CHARGE_INSERT] = "INSERT INTO charges (" CHARGE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+                         " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,"
+                         " ?21, ?22, ?23)",
+    [ST_CHARGE_GET] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = ?1"
+                      " AND charge_id = ?2",
+    [ST_CHARGE_UPDATE] = "UPDATE charges SET status = ?3, held = ?4, captured = ?5,"
+                         " refunded = ?6, parts = ?7, settled_at_us = ?8"
+                         " WHERE member_id = ?1 AND charge_id = ?2",
+    [ST_CHARGES_DUE] = "SELECT member_id, charge_id FROM charges WHERE status = 0"
+                       " AND expires_at_us <= ?1 ORDER BY expires_at_us LIMIT ?2",
+    [ST_JOURNAL_LAST] = "SELECT max(seq) FROM journal WHERE member_id = ?1",
+    [ST_JOURNAL_APPEND] = "INSERT INTO journal (" JOURNAL_COLS ") VALUES"
+                          " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_JOURNAL_PAGE] = "SELECT " JOURNAL_COLS " FROM journal WHERE member_id = ?1 AND seq > ?2"
+                        " ORDER BY seq LIMIT ?3",
+    [ST_IDEM_GET] = "SELECT member_id, key, op, request_hash, object_id, created_at_us"
+                    " FROM idempotency WHERE member_id = ?1 AND key = ?2",
+    [ST_IDEM_INSERT] = "INSERT INTO idempotency (member_id, key, op, request_hash, object_id,"
+                       " created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_IDEM_PURGE] = "DELETE FROM idempotency WHERE (member_id, key) IN (SELECT member_id, key"
+                      " FROM idempotency WHERE created_at_us < ?1 LIMIT ?2)",
+    [ST_SCAN_GRANTS] = "SELECT g.member_id, g.grant_id, g.source, g.category, g.priority,"
+                       " g.credits, g.remaining, g.held, g.starts_at_us, g.expires_at_us,"
+                       " g.created_at_us, g.expired, g.note,"
+                       " coalesce(sum(j.delta_remaining), 0), coalesce(sum(j.delta_held), 0),"
+                       " count(j.seq) FROM grants g LEFT JOIN journal j"
+                       " ON j.member_id = g.member_id AND j.grant_id = g.grant_id"
+                       " GROUP BY g.member_id, g.grant_id ORDER BY g.member_id, g.grant_id",
+    [ST_SCAN_CHARGES] = "SELECT " CHARGE_COLS ","
+                        " (SELECT coalesce(sum(j.delta_remaining), 0) FROM journal j"
+                        "  WHERE j.member_id = c.member_id AND j.charge_id = c.charge_id),"
+                        " (SELECT coalesce(sum(j.delta_held), 0) FROM journal j"
+                        "  WHERE j.member_id = c.member_id AND j.charge_id = c.charge_id),"
+                        " (SELECT count(*) FROM journal j"
+                        "  WHERE j.member_id = c.member_id AND j.charge_id = c.charge_id)"
+                        " FROM charges c ORDER BY member_id, charge_id",
+    [ST_COUNT_ENTRIES] = "SELECT count(*) FROM journal",
+};
+
+typedef struct sqlite_store {
+    cg_store base; /* first: a cg_store* is a sqlite_store* */
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+} sqlite_store;
+
+static sqlite_store *from(cg_store *store) {
+    assert(store);
+    return (sqlite_store *)store;
+}
+
+static int db_fail(sqlite_store *s, cg_err *err, const char *what) {
+    int code = sqlite3_errcode(s->db);
+    int cg = (code == SQLITE_BUSY || code == SQLITE_LOCKED || code == SQLITE_FULL)
+                 ? CG_EUNAVAILABLE : CG_EIO;
+    if (code == SQLITE_CONSTRAINT) cg = CG_ECONFLICT;
+    return cg_err_set(err, cg, "sqlite %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* Resets and clears a statement before use; returns it. */
+static sqlite3_stmt *stmt(sqlite_store *s, int id) {
+    assert(id >= 0 && id < ST_COUNT && s->st[id]);
+    sqlite3_stmt *st = s->st[id];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *text) {
+    sqlite3_bind_text(st, i, text ? text : "", -1, SQLITE_STATIC);
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *dst, size_t dst_bytes) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(dst, dst_bytes, "%s", t ? (const char *)t : "");
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_done(sqlite_store *s, sqlite3_stmt *st, cg_err *err, const char *what) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return db_fail(s, err, what);
+    return CG_OK;
+}
+
+static int exec_simple(cg_store *store, int id, cg_err *err, const char *what) {
+    sqlite_store *s = from(store);
+    return exec_done(s, stmt(s, id), err, what);
+}
+
+static int sq_begin(cg_store *st, cg_err *err) { return exec_simple(st, ST_BEGIN, err, "begin"); }
+static int sq_commit(cg_store *st, cg_err *err) {
+    return exec_simple(st, ST_COMMIT, err, "commit");
+}
+static int sq_rollback(cg_store *st, cg_err *err) {
+    return exec_simple(st, ST_ROLLBACK, err, "rollback");
+}
+static int sq_savepoint(cg_store *st, cg_err *err) {
+    return exec_simple(st, ST_SAVEPOINT, err, "savepoint");
+}
+static int sq_release(cg_store *st, cg_err *err) {
+    return exec_simple(st, ST_RELEASE, err, "release savepoint");
+}
+static int sq_rollback_to(cg_store *st, cg_err *err) {
+    int rc = exec_simple(st, ST_ROLLBACK_TO, err, "rollback to savepoint");
+    if (rc) return rc;
+    return exec_simple(st, ST_RELEASE, err, "release savepoint");
+}
+
+/* ---- members ---- */
+
+static void read_member(sqlite3_stmt *st, cg_member_state *m) {
+    memset(m, 0, sizeof *m);
+    col_text(st, 0, m->member_id, sizeof m->member_id);
+    m->effective_at_us = sqlite3_column_int64(st, 1);
+    col_text(st, 2, m->plan, sizeof m->plan);
+    col_text(st, 3, m->billing, sizeof m->billing);
+    m->joined_at_us = sqlite3_column_int64(st, 4);
+    m->recorded_at_us = sqlite3_column_int64(st, 5);
+}
+
+static int sq_member_insert(cg_store *store, const cg_member_state *m, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_MEMBER_INSERT);
+    bind_text(st, 1, m->member_id);
+    sqlite3_bind_int64(st, 2, m->effective_at_us);
+    bind_text(st, 3, m->plan);
+    bind_text(st, 4, m->billing);
+    sqlite3_bind_int64(st, 5, m->joined_at_us);
+    sqlite3_bind_int64(st, 6, m->recorded_at_us);
+    return exec_done(s, st, err, "insert member");
+}
+
+static int sq_member_at(cg_store *store, const char *member_id, int64_t at_us,
+                        cg_member_state *out, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_MEMBER_AT);
+    bind_text(st, 1, member_id);
+    sqlite3_bind_int64(st, 2, at_us);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_member(st, out);
+        sqlite3_reset(st);
+        return CG_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return db_fail(s, err, "read member");
+    return cg_err_set_field(err, CG_ENOTFOUND, "member", "no member '%s' at that instant",
+                            member_id);
+}
+
+static int sq_member_versions(cg_store *store, const char *member_id, cg_member_state *out,
+                              int max, int *count, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_MEMBER_VERSIONS);
+    bind_text(st, 1, member_id);
+    sqlite3_bind_int(st, 2, max);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < max) read_member(st, &out[n++]);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_fail(s, err, "read member history");
+    *count = n;
+    return CG_OK;
+}
+
+/* ---- grants ---- */
+
+static void read_grant(sqlite3_stmt *st, cg_grant *g) {
+    memset(g, 0, sizeof *g);
+    col_text(st, 0, g->member_id, sizeof g->member_id);
+    col_text(st, 1, g->grant_id, sizeof g->grant_id);
+    g->source = (cg_grant_source)sqlite3_column_int(st, 2);
+    g->category = (cg_grant_category)sqlite3_column_int(st, 3);
+    g->priority = sqlite3_column_int(st, 4);
+    g->credits = sqlite3_column_int64(st, 5);
+    g->remaining = sqlite3_column_int64(st, 6);
+    g->held = sqlite3_column_int64(st, 7);
+    g->starts_at_us = sqlite3_column_int64(st, 8);
+    g->expires_at_us = sqlite3_column_int64(st, 9);
+    g->created_at_us = sqlite3_column_int64(st, 10);
+    g->expired = sqlite3_column_int(st, 11) != 0;
+    col_text(st, 12, g->note, sizeof g->note);
+}
+
+static int sq_grant_insert(cg_store *store, const cg_grant *g, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_GRANT_INSERT);
+    bind_text(st, 1, g->member_id);
+    bind_text(st, 2, g->grant_id);
+    sqlite3_bind_int(st, 3, g->source);
+    sqlite3_bind_int(st, 4, g->category);
+    sqlite3_bind_int(st, 5, g->priority);
+    sqlite3_bind_int64(st, 6, g->credits);
+    sqlite3_bind_int64(st, 7, g->remaining);
+    sqlite3_bind_int64(st, 8, g->held);
+    sqlite3_bind_int64(st, 9, g->starts_at_us);
+    sqlite3_bind_int64(st, 10, g->expires_at_us);
+    sqlite3_bind_int64(st, 11, g->created_at_us);
+    sqlite3_bind_int(st, 12, g->expired);
+    bind_text(st, 13, g->note);
+    return exec_done(s, st, err, "insert grant");
+}
+
+static int sq_grant_get(cg_store *store, const char *member_id, const char *grant_id,
+                        cg_grant *out, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_GRANT_GET);
+    bind_text(st, 1, member_id);
+    bind_text(st, 2, grant_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_grant(st, out);
+        sqlite3_reset(st);
+        return CG_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return db_fail(s, err, "read grant");
+    return cg_err_set_field(err, CG_ENOTFOUND, "grant", "no grant '%s' for member '%s'",
+                            grant_id, member_id);
+}
+
+static int sq_grants_open(cg_store *store, const char *member_id, cg_grant *out, int max,
+                          int *count, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_GRANTS_OPEN);
+    bind_text(st, 1, member_id);
+    sqlite3_bind_int(st, 2, max + 1);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == max) {
+            sqlite3_reset(st);
+            return cg_err_set(err, CG_ELIMIT, "member '%s' has more than %d open grants",
+                              member_id, max);
+        }
+        read_grant(st, &out[n++]);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return db_fail(s, err, "read grants");
+    *count = n;
+    return CG_OK;
+}
+
+static int sq_grant_update(cg_store *store, const cg_grant *g, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_GRANT_UPDATE);
+    bind_text(st, 1, g->member_id);
+    bind_text(st, 2, g->grant_id);
+    sqlite3_bind_int64(st, 3, g->remaining);
+    sqlite3_bind_int64(st, 4, g->held);
+    sqlite3_bind_int(st, 5, g->expired);
+    int rc = exec_done(s, st, err, "update grant");
+    assert(rc || sqlite3_changes(s->db) == 1);
+    return rc;
+}
+
+static int list_refs(sqlite_store *s, int id, int64_t now_us, cg_store_ref *out, int max,
+                     int *count, cg_err *err) {
+    sqlite3_stmt *st = stmt(s, id);
+    sqlite3_bind_int64(st, 1, now_us);
+    sqlite3_bind_int(st, 2, max);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < max) {
+        col_text(st, 0, out[n].member_id, sizeof out[n].member_id);
+        col_text(st, 1, out[n].object_id, sizeof out[n].object_id);
+        n++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_fail(s, err, "sweep listing");
+    *count = n;
+    return CG_OK;
+}
+
+static int sq_grants_due(cg_store *store, int64_t now_us, cg_store_ref *out, int max,
+                         int *count, cg_err *err) {
+    return list_refs(from(store), ST_GRANTS_DUE, now_us, out, max, count, err);
+}
+
+/* ---- charges: items and parts are JSON text columns (written once / per settle) ---- */
+
+static char *items_dump(const cg_charge *c) {
+    json_t *arr = json_array();
+    for (int i = 0; i < c->item_count; i++) {
+        const cg_charge_item *it = &c->items[i];
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:b,s:I,s:s,s:s,s:s}", "kind",
+                                             it->kind, "model", it->model, "variant",
+                                             it->variant, "count", (json_int_t)it->count,
+                                             "unlimited", it->unlimited, "credits",
+                                             (json_int_t)it->credits, "benefit", it->benefit,
+                                             "reason_code", it->reason_code, "reason",
+                                             it->reason));
+    }
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    return text;
+}
+
+static char *parts_dump(const cg_charge *c) {
+    json_t *arr = json_array();
+    for (int i = 0; i < c->part_count; i++) {
+        const cg_charge_part *p = &c->parts[i];
+        json_array_append_new(arr, json_pack("[s,i,i,I,I,I]", p->grant_id, (int)p->source,
+                                             (int)p->category, (json_int_t)p->held,
+                                             (json_int_t)p->captured, (json_int_t)p->refunded));
+    }
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    return text;
+}
+
+static void copy_str(char *dst, size_t dst_bytes, json_t *v) {
+    snprintf(dst, dst_bytes, "%s", json_is_string(v) ? json_string_value(v) : "");
+}
+
+static void items_load(cg_charge *c, const char *text) {
+    json_t *arr = json_loads(text ? text : "[]", 0, NULL);
+    size_t i;
+    json_t *o;
+    c->item_count = 0;
+    json_array_foreach(arr, i, o) {
+        if (c->item_count == CG_DECISION_ITEMS_MAX) break;
+        cg_charge_item *it = &c->items[c->item_count++];
+        copy_str(it->kind, sizeof it->kind, json_object_get(o, "kind"));
+        copy_str(it->model, sizeof it->model, json_object_get(o, "model"));
+        copy_str(it->variant, sizeof it->variant, json_object_get(o, "variant"));
+        it->count = json_integer_value(json_object_get(o, "count"));
+        it->unlimited = json_is_true(json_object_get(o, "unlimited"));
+        it->credits = json_integer_value(json_object_get(o, "credits"));
+        copy_str(it->benefit, sizeof it->benefit, json_object_get(o, "benefit"));
+        copy_str(it->reason_code, sizeof it->reason_code, json_object_get(o, "reason_code"));
+        copy_str(it->reason, sizeof it->reason, json_object_get(o, "reason"));
+    }
+    json_decref(arr);
+}
+
+static void parts_load(cg_charge *c, const char *text) {
+    json_t *arr = json_loads(text ? text : "[]", 0, NULL);
+    size_t i;
+    json_t *a;
+    c->part_count = 0;
+    json_array_foreach(arr, i, a) {
+        if (c->part_count == CG_CHARGE_PARTS_MAX) break;
+        cg_charge_part *p = &c->parts[c->part_count++];
+        copy_str(p->grant_id, sizeof p->grant_id, json_array_get(a, 0));
+        p->source = (cg_grant_source)json_integer_value(json_array_get(a, 1));
+        p->category = (cg_grant_category)json_integer_value(json_array_get(a, 2));
+        p->held = json_integer_value(json_array_get(a, 3));
+        p->captured = json_integer_value(json_array_get(a, 4));
+        p->refunded = json_integer_value(json_array_get(a, 5));
+    }
+    json_decref(arr);
+}
+
+static void read_charge(sqlite3_stmt *st, cg_charge *c) {
+    memset(c, 0, sizeof *c);
+    col_text(st, 0, c->member_id, sizeof c->member_id);
+    col_text(st, 1, c->charge_id, sizeof c->charge_id);
+    c->status = (cg_charge_status)sqlite3_column_int(st, 2);
+    col_text(st, 3, c->model, sizeof c->model);
+    col_text(st, 4, c->variant, sizeof c->variant);
+    c->count = sqlite3_column_int64(st, 5);
+    col_text(st, 6, c->agent_model, sizeof c->agent_model);
+    col_text(st, 7, c->agent_kind, sizeof c->agent_kind);
+    col_text(st, 8, c->prompt, sizeof c->prompt);
+    c->at_us = sqlite3_column_int64(st, 9);
+    col_text(st, 10, c->plan, sizeof c->plan);
+    col_text(st, 11, c->billing, sizeof c->billing);
+    c->joined_at_us = sqlite3_column_int64(st, 12);
+    col_text(st, 13, c->policy_version, sizeof c->policy_version);
+    items_load(c, (const char *)sqlite3_column_text(st, 14));
+    c->credits = sqlite3_column_int64(st, 15);
+    c->held = sqlite3_column_int64(st, 16);
+    c->captured = sqlite3_column_int64(st, 17);
+    c->refunded = sqlite3_column_int64(st, 18);
+    parts_load(c, (const char *)sqlite3_column_text(st, 19));
+    c->created_at_us = sqlite3_column_int64(st, 20);
+    c->expires_at_us = sqlite3_column_int64(st, 21);
+    c->settled_at_us = sqlite3_column_int64(st, 22);
+}
+
+static int sq_charge_insert(cg_store *store, const cg_charge *c, cg_err *err) {
+    sqlite_store *s = from(store);
+    char *items = items_dump(c), *parts = parts_dump(c);
+    if (!items || !parts) {
+        free(items);
+        free(parts);
+        return cg_err_set(err, CG_ENOMEM, "out of memory encoding charge %s", c->charge_id);
+    }
+    sqlite3_stmt *st = stmt(s, ST_CHARGE_INSERT);
+    bind_text(st, 1, c->member_id);
+    bind_text(st, 2, c->charge_id);
+    sqlite3_bind_int(st, 3, c->status);
+    bind_text(st, 4, c->model);
+    bind_text(st, 5, c->variant);
+    sqlite3_bind_int64(st, 6, c->count);
+    bind_text(st, 7, c->agent_model);
+    bind_text(st, 8, c->agent_kind);
+    bind_text(st, 9, c->prompt);
+    sqlite3_bind_int64(st, 10, c->at_us);
+    bind_text(st, 11, c->plan);
+    bind_text(st, 12, c->billing);
+    sqlite3_bind_int64(st, 13, c->joined_at_us);
+    bind_text(st, 14, c->policy_version);
+    bind_text(st, 15, items);
+    sqlite3_bind_int64(st, 16, c->credits);
+    sqlite3_bind_int64(st, 17, c->held);
+    sqlite3_bind_int64(st, 18, c->captured);
+    sqlite3_bind_int64(st, 19, c->refunded);
+    bind_text(st, 20, parts);
+    sqlite3_bind_int64(st, 21, c->created_at_us);
+    sqlite3_bind_int64(st, 22, c->expires_at_us);
+    sqlite3_bind_int64(st, 23, c->settled_at_us);
+    int rc = exec_done(s, st, err, "insert charge");
+    free(items);
+    free(parts);
+    return rc;
+}
+
+static int sq_charge_get(cg_store *store, const char *member_id, const char *charge_id,
+                         cg_charge *out, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_CHARGE_GET);
+    bind_text(st, 1, member_id);
+    bind_text(st, 2, charge_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        read_charge(st, out);
+        sqlite3_reset(st);
+        return CG_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return db_fail(s, err, "read charge");
+    return cg_err_set_field(err, CG_ENOTFOUND, "charge", "no charge '%s' for member '%s'",
+                            charge_id, member_id);
+}
+
+static int sq_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
+    sqlite_store *s = from(store);
+    char *parts = parts_dump(c);
+    if (!parts) return cg_err_set(err, CG_ENOMEM, "out of memory encoding %s", c->charge_id);
+    sqlite3_stmt *st = stmt(s, ST_CHARGE_UPDATE);
+    bind_text(st, 1, c->member_id);
+    bind_text(st, 2, c->charge_id);
+    sqlite3_bind_int(st, 3, c->status);
+    sqlite3_bind_int64(st, 4, c->held);
+    sqlite3_bind_int64(st, 5, c->captured);
+    sqlite3_bind_int64(st, 6, c->refunded);
+    bind_text(st, 7, parts);
+    sqlite3_bind_int64(st, 8, c->settled_at_us);
+    int rc = exec_done(s, st, err, "update charge");
+    free(parts);
+    return rc;
+}
+
+static int sq_charges_due(cg_store *store, int64_t now_us, cg_store_ref *out, int max,
+                          int *count, cg_err *err) {
+    return list_refs(from(store), ST_CHARGES_DUE, now_us, out, max, count, err);
+}
+
+/* ---- journal ---- */
+
+static int sq_journal_last_seq(cg_store *store, const char *member_id, int64_t *seq,
+                               cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_JOURNAL_LAST);
+    bind_text(st, 1, member_id);
+    int rc = sqlite3_step(st);
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) return db_fail(s, err, "read journal");
+    return CG_OK;
+}
+
+static int sq_journal_append(cg_store *store, const cg_journal_entry *e, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_JOURNAL_APPEND);
+    bind_text(st, 1, e->member_id);
+    sqlite3_bind_int64(st, 2, e->seq);
+    sqlite3_bind_int64(st, 3, e->at_us);
+    sqlite3_bind_int(st, 4, e->kind);
+    bind_text(st, 5, e->grant_id);
+    bind_text(st, 6, e->charge_id);
+    sqlite3_bind_int64(st, 7, e->delta_remaining);
+    sqlite3_bind_int64(st, 8, e->delta_held);
+    bind_text(st, 9, e->note);
+    return exec_done(s, st, err, "append journal");
+}
+
+static void read_entry(sqlite3_stmt *st, cg_journal_entry *e) {
+    memset(e, 0, sizeof *e);
+    col_text(st, 0, e->member_id, sizeof e->member_id);
+    e->seq = sqlite3_column_int64(st, 1);
+    e->at_us = sqlite3_column_int64(st, 2);
+    e->kind = (cg_journal_kind)sqlite3_column_int(st, 3);
+    col_text(st, 4, e->grant_id, sizeof e->grant_id);
+    col_text(st, 5, e->charge_id, sizeof e->charge_id);
+    e->delta_remaining = sqlite3_column_int64(st, 6);
+    e->delta_held = sqlite3_column_int64(st, 7);
+    col_text(st, 8, e->note, sizeof e->note);
+}
+
+static int sq_journal_page(cg_store *store, const char *member_id, int64_t after_seq,
+                           int limit, cg_journal_entry *out, int *count, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_JOURNAL_PAGE);
+    bind_text(st, 1, member_id);
+    sqlite3_bind_int64(st, 2, after_seq);
+    sqlite3_bind_int(st, 3, limit);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < limit) read_entry(st, &out[n++]);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_fail(s, err, "read journal page");
+    *count = n;
+    return CG_OK;
+}
+
+/* ---- idempotency ---- */
+
+static int sq_idem_get(cg_store *store, const char *member_id, const char *key,
+                       cg_store_idem *out, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_IDEM_GET);
+    bind_text(st, 1, member_id);
+    bind_text(st, 2, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        col_text(st, 0, out->member_id, sizeof out->member_id);
+        col_text(st, 1, out->key, sizeof out->key);
+        out->op = sqlite3_column_int(st, 2);
+        int hash_bytes = sqlite3_column_bytes(st, 3);
+        const void *hash = sqlite3_column_blob(st, 3);
+        if (hash && hash_bytes == (int)sizeof out->request_hash)
+            memcpy(out->request_hash, hash, sizeof out->request_hash);
+        col_text(st, 4, out->object_id, sizeof out->object_id);
+        out->created_at_us = sqlite3_column_int64(st, 5);
+        sqlite3_reset(st);
+        return CG_OK;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return db_fail(s, err, "read idempotency key");
+    return cg_err_set(err, CG_ENOTFOUND, "unknown idempotency key");
+}
+
+static int sq_idem_insert(cg_store *store, const cg_store_idem *row, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_IDEM_INSERT);
+    bind_text(st, 1, row->member_id);
+    bind_text(st, 2, row->key);
+    sqlite3_bind_int(st, 3, row->op);
+    sqlite3_bind_blob(st, 4, row->request_hash, sizeof row->request_hash, SQLITE_STATIC);
+    bind_text(st, 5, row->object_id);
+    sqlite3_bind_int64(st, 6, row->created_at_us);
+    return exec_done(s, st, err, "insert idempotency key");
+}
+
+static int sq_idem_purge(cg_store *store, int64_t before_us, int max, int *deleted,
+                         cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_IDEM_PURGE);
+    sqlite3_bind_int64(st, 1, before_us);
+    sqlite3_bind_int(st, 2, max);
+    int rc = exec_done(s, st, err, "purge idempotency keys");
+    *deleted = rc ? 0 : sqlite3_changes(s->db);
+    return rc;
+}
+
+/* ---- verify scans ---- */
+
+static void read_sum(sqlite3_stmt *st, int col, const char *member_id, const char *object_id,
+                     cg_store_sum *sum) {
+    snprintf(sum->member_id, sizeof sum->member_id, "%s", member_id);
+    snprintf(sum->object_id, sizeof sum->object_id, "%s", object_id);
+    sum->delta_remaining = sqlite3_column_int64(st, col);
+    sum->delta_held = sqlite3_column_int64(st, col + 1);
+    sum->entries = sqlite3_column_int64(st, col + 2);
+}
+
+static int sq_scan_grants(cg_store *store, cg_store_grant_fn fn, void *ctx, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_SCAN_GRANTS);
+    int rc, stop = 0;
+    cg_grant g;
+    cg_store_sum sum;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_grant(st, &g);
+        read_sum(st, 13, g.member_id, g.grant_id, &sum);
+        stop = fn(ctx, &g, &sum);
+    }
+    sqlite3_reset(st);
+    if (stop) return stop;
+    if (rc != SQLITE_DONE) return db_fail(s, err, "scan grants");
+    return CG_OK;
+}
+
+static int sq_scan_charges(cg_store *store, cg_store_charge_fn fn, void *ctx, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_SCAN_CHARGES);
+    cg_charge *c = malloc(sizeof *c); /* ~13 KB: keep it off the writer's stack */
+    if (!c) return cg_err_set(err, CG_ENOMEM, "out of memory scanning charges");
+    int rc, stop = 0;
+    cg_store_sum sum;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        read_charge(st, c);
+        read_sum(st, 23, c->member_id, c->charge_id, &sum);
+        stop = fn(ctx, c, &sum);
+    }
+    sqlite3_reset(st);
+    free(c);
+    if (stop) return stop;
+    if (rc != SQLITE_DONE) return db_fail(s, err, "scan charges");
+    return CG_OK;
+}
+
+static int sq_count_entries(cg_store *store, int64_t *entries, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_COUNT_ENTRIES);
+    int rc = sqlite3_step(st);
+    *entries = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) return db_fail(s, err, "count journal");
+    return CG_OK;
+}
+
+/* ---- open / close ---- */
+
+static void sq_close(cg_store *store) {
+    if (!store) return;
+    sqlite_store *s = from(store);
+    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    free(s);
+}
+
+static const cg_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .savepoint = sq_savepoint,
+    .savepoint_release = sq_release,
+    .savepoint_rollback = sq_rollback_to,
+    .member_insert = sq_member_insert,
+    .member_at = sq_member_at,
+    .member_versions = sq_member_versions,
+    .grant_insert = sq_grant_insert,
+    .grant_get = sq_grant_get,
+    .grants_open = sq_grants_open,
+    .grant_update = sq_grant_update,
+    .grants_due = sq_grants_due,
+    .charge_insert = sq_charge_insert,
+    .charge_get = sq_charge_get,
+    .charge_update = sq_charge_update,
+    .charges_due = sq_charges_due,
+    .journal_last_seq = sq_journal_last_seq,
+    .journal_append = sq_journal_append,
+    .journal_page = sq_journal_page,
+    .idem_get = sq_idem_get,
+    .idem_insert = sq_idem_insert,
+    .idem_purge = sq_idem_purge,
+    .scan_grants = sq_scan_grants,
+    .scan_charges = sq_scan_charges,
+    .count_entries = sq_count_entries,
+};
+
+static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK) return CG_OK;
+    int rc = cg_err_set(err, CG_EIO, "sqlite: %s (in: %.60s)", msg ? msg : "error", sql);
+    sqlite3_free(msg);
+    return rc;
+}
+
+static int user_version(sqlite_store *s, int *version, cg_err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, err, "read schema version");
+    *version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_finalize(st);
+    return CG_OK;
+}
+
+/* Applies every migration past the file's version, each in its own transaction. */
+static int migrate(sqlite_store *s, cg_err *err) {
+    int version = 0;
+    int rc = user_version(s, &version, err);
+    if (rc) return rc;
+    if (version > MIGRATION_COUNT)
+        return cg_err_set(err, CG_EINVAL, "database schema version %d is newer than this "
+                          "creditgate (%d); upgrade creditgate", version, MIGRATION_COUNT);
+    for (int v = version; v < MIGRATION_COUNT; v++) {
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+        if ((rc = exec_sql(s, "BEGIN IMMEDIATE", err))) return rc;
+        if ((rc = exec_sql(s, migrations[v], err)) || (rc = exec_sql(s, bump, err))) {
+            exec_sql(s, "ROLLBACK", NULL);
+            return rc;
+        }
+        if ((rc = exec_sql(s, "COMMIT", err))) return rc;
+    }
+    return CG_OK;
+}
+
+/* mkdir -p of the folder holding path, so `--db data/x.db` works on a fresh checkout. */
+static int make_parent_dirs(const char *path, cg_err *err) {
+    char dir[CG_STORE_DSN_BYTES_MAX];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return cg_err_set(err, CG_ELIMIT, "database path longer than %d bytes",
+                          CG_STORE_DSN_BYTES_MAX);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return cg_err_set(err, CG_EIO, "cannot create folder %s: %s", dir, strerror(errno));
+        *p = '/';
+    }
+    return CG_OK;
+}
+
+static int configure(sqlite_store *s, bool memory, cg_err *err) {
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode = %s; PRAGMA synchronous = FULL; PRAGMA cache_size = -%d;"
+             " PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;",
+             memory ? "MEMORY" : "WAL", SQLITE_CACHE_KIB);
+    sqlite3_busy_timeout(s->db, SQLITE_BUSY_TIMEOUT_MS);
+    int rc = exec_sql(s, pragmas, err);
+    if (rc) return rc;
+    if ((rc = migrate(s, err))) return rc;
+    for (int i = 0; i < ST_COUNT; i++)
+        if (sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->st[i], NULL) != SQLITE_OK)
+            return db_fail(s, err, statement_sql[i]);
+    return CG_OK;
+}
+
+int cg_store_sqlite_open(const char *path, cg_store **out, cg_err *err) {
+    assert(path && out);
+    *out = NULL;
+    bool memory = !strcmp(path, ":memory:");
+    if (!memory) {
+        int rc = make_parent_dirs(path, err);
+        if (rc) return rc;
+    }
+    sqlite_store *s = calloc(1, sizeof *s);
+    if (!s) return cg_err_set(err, CG_ENOMEM, "out of memory opening %s", path);
+    s->base.ops = &sqlite_ops;
+    /* NOMUTEX: the ledger guarantees one thread at a time on this connection. */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        int rc = cg_err_set(err, CG_EIO, "cannot open database %s: %s", path,
+                            s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        sq_close(&s->base);
+        return rc;
+    }
+    int rc = configure(s, memory, err);
+    if (rc) {
+        sq_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return CG_OK;
+}
+
+int cg_store_open(const char *dsn, cg_store **out, cg_err *err) {
+    assert(dsn && out);
+    if (!strncmp(dsn, "sqlite:", 7)) return cg_store_sqlite_open(dsn + 7, out, err);
+    if (!strncmp(dsn, "postgres://", 11) || !strncmp(dsn, "postgresql://", 13))
+        return cg_err_set(err, CG_EINVAL, "the PostgreSQL backend is not built yet (%s)", dsn);
+    return cg_store_sqlite_open(dsn, out, err);
+}
+
+void cg_store_close(cg_store *store) {
+    if (store) store->ops->close(store);
+}
