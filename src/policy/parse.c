@@ -5,6 +5,7 @@
  * inheritance, models named by benefits, agent routes) are resolved here too; what is left
  * for validate.c is checks that need the whole policy (overlaps, name collisions). */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -671,6 +672,19 @@ static void diag_output(struct fy_diag *diag, void *user, const char *buf, size_
     if (nl) *nl = '\0';
 }
 
+/* libfyaml says "<source>:LINE:COL: error: what"; we say "name:LINE:COL: what". */
+static int syntax_error(const char *name, const char *diag, cg_err *err) {
+    for (const char *c = diag; *c; c++) {
+        int line, col, used = 0;
+        if (*c == ':' && sscanf(c, ":%d:%d: %n", &line, &col, &used) == 2 && used > 0) {
+            const char *what = c + used;
+            if (!strncmp(what, "error: ", 7)) what += 7;
+            return cg_err_set(err, CG_EPARSE, "%s:%d:%d: %s", name, line, col, what);
+        }
+    }
+    return cg_err_set(err, CG_EPARSE, "%s: YAML syntax error%s%s", name, diag[0] ? ": " : "", diag);
+}
+
 typedef int (*document_fn)(cg_policy *policy, void *user, cg_err *err);
 
 /* Parses every document of the input; calls fn with each validated policy (fn takes it). */
@@ -704,11 +718,8 @@ static int load_documents(const char *path, const char *text, const char *name, 
         if (rc) cg_policy_free(p);
         else rc = fn(p, user, err), documents++;
     }
-    if (!rc && fyp && fy_parser_get_stream_error(fyp))
-        rc = cg_err_set(err, CG_EPARSE, "%s", diag_first[0] ? diag_first : "YAML syntax error");
+    if (!rc && fyp && fy_parser_get_stream_error(fyp)) rc = syntax_error(name, diag_first, err);
     if (!rc && documents == 0) rc = cg_err_set(err, CG_EPARSE, "%s: no policy document", name);
-    if (rc == CG_EPARSE && err && diag_first[0] && !strstr(err->msg, name))
-        cg_err_set(err, CG_EPARSE, "%s", diag_first);
     fy_parser_destroy(fyp);
     fy_diag_destroy(diag);
     return rc;
@@ -730,8 +741,16 @@ static int add_to_set(cg_policy *policy, void *user, cg_err *err) {
     return cg_policy_set_add_take(user, policy, err);
 }
 
+static int check_readable(const char *path, cg_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cg_err_set(err, CG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    fclose(f);
+    return CG_OK;
+}
+
 int cg_policy_load_file(const char *path, cg_policy **out, cg_err *err) {
     *out = NULL;
+    if (check_readable(path, err)) return CG_EIO;
     int rc = load_documents(path, NULL, path, keep_first, out, err);
     if (rc) cg_policy_free(*out), *out = NULL;
     return rc;
@@ -747,5 +766,6 @@ int cg_policy_load_string(const char *text, const char *name, cg_policy **out, c
 }
 
 int cg_policy_set_load_file(cg_policy_set *set, const char *path, cg_err *err) {
+    if (check_readable(path, err)) return CG_EIO;
     return load_documents(path, NULL, path, add_to_set, set, err);
 }

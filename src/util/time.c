@@ -93,8 +93,9 @@ static int parse_ymd_prefix(const char *text, size_t *pos, cg_date *out, cg_err 
         !read_digits(text, pos, 2, &m) || !read_char(text, pos, '-') ||
         !read_digits(text, pos, 2, &d))
         return cg_err_set(err, CG_EINVAL, "'%s' is not a date (want YYYY-MM-DD)", text);
-    int rc = cg_date_from_ymd(y, m, d, out, err);
-    if (rc) return cg_err_set(err, rc, "'%s' is not a valid date: %s", text, err ? err->msg : "");
+    cg_err why;
+    int rc = cg_date_from_ymd(y, m, d, out, &why);
+    if (rc) return cg_err_set(err, rc, "'%s' is not a valid date: %s", text, why.msg);
     return CG_OK;
 }
 
