@@ -64,7 +64,8 @@ static int check_value(req *r, const field_spec *f, json_t *v, const char *path)
                         (long long)f->min, (long long)f->max);
     }
     if (f->type == F_STR) {
-        int64_t max = f->max > 0 ? f->max : r->srv->config.string_bytes_max;
+        int64_t max = r->srv->config.string_bytes_max; /* the server-wide cap wins */
+        if (f->max > 0 && f->max < max) max = f->max;
         size_t len = json_string_length(v);
         if ((int64_t)len > max)
             return fail(r, 400, "too_long", path, "%s is longer than %lld bytes", path,

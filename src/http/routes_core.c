@@ -118,7 +118,8 @@ static int member_from_ledger(req *r, const char *member_id, int64_t at_us, cg_m
     int rc = cg_ledger_member_get(ledger, member_id, at_us, ms, &err);
     ledger_leave(r);
     if (rc == CG_ENOTFOUND)
-        return fail(r, 404, "not_found", "member_id", "no member '%s' at that instant", member_id);
+        return fail(r, 404, "not_found", "member_id", "no member '%s' at that instant",
+                    member_id);
     if (rc) return fail_err(r, &err);
     in->plan = ms->plan;
     in->billing = ms->billing;
@@ -247,6 +248,10 @@ int h_member_token(req *r) {
     int64_t ttl_s = jint(body, "ttl_s", r->srv->config.token_ttl_s);
     if (ttl_s > r->srv->config.token_ttl_s) ttl_s = r->srv->config.token_ttl_s;
     json_decref(body);
+    cg_quote_input unused;
+    cg_member_state ms;
+    if (r->srv->config.db_path[0] && (status = member_from_ledger(r, id, 0, &ms, &unused)))
+        return status; /* no token for a member that does not exist */
     int64_t expires_at_us = cg_time_now_us() + ttl_s * CG_US_PER_S;
     char token[CG_HTTP_TOKEN_BYTES_MAX];
     if (token_mint(&r->srv->keys, id, expires_at_us, token, sizeof token))

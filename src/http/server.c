@@ -143,12 +143,19 @@ int fail(req *r, int status, const char *code, const char *field, const char *fm
     return status;
 }
 
+static bool entity_field(const char *field) {
+    static const char *const entities[] = {"member", "member_id", "charge", "charge_id", "grant",
+                                           "grant_id"};
+    for (size_t i = 0; i < sizeof entities / sizeof entities[0]; i++)
+        if (!strcmp(field, entities[i])) return true;
+    return false;
+}
+
 static int err_status(const cg_err *err) {
     switch (err->code) {
     case CG_EINVAL: case CG_EPARSE: return 400;
     case CG_ENOTFOUND: /* an unknown model is a bad field; an unknown member or charge is 404 */
-        return err->field[0] && strcmp(err->field, "member_id") && strcmp(err->field, "charge_id")
-                   ? 400 : 404;
+        return err->field[0] && !entity_field(err->field) ? 400 : 404;
     case CG_ECONFLICT: return 409;
     case CG_ESTATE: return 409;
     case CG_EINSUFFICIENT: return 402;
