@@ -25,6 +25,16 @@ int cli_cmd_quote(int argc, char **argv);
 int cli_cmd_benefits(int argc, char **argv);
 int cli_cmd_policy(int argc, char **argv);
 int cli_cmd_serve(int argc, char **argv);
+/* ledger commands (cmd_ledger.c) */
+int cli_cmd_member(int argc, char **argv);
+int cli_cmd_grant(int argc, char **argv);
+int cli_cmd_charge(int argc, char **argv);
+int cli_cmd_capture(int argc, char **argv);
+int cli_cmd_release(int argc, char **argv);
+int cli_cmd_refund(int argc, char **argv);
+int cli_cmd_balance(int argc, char **argv);
+int cli_cmd_history(int argc, char **argv);
+int cli_cmd_ledger(int argc, char **argv);
 
 /* Loads --policy files (default the bundled one) into set. */
 int cli_load_policies(const char **paths, int path_count, cg_policy_set *set, cg_err *err);

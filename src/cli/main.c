@@ -15,6 +15,15 @@ static const command commands[] = {
     {"benefits", cli_cmd_benefits, "list a member's active unlimited benefits"},
     {"policy", cli_cmd_policy, "policy check FILE: validate a policy and print it in words"},
     {"serve", cli_cmd_serve, "serve the HTTP/JSON API (docs/openapi.yaml)"},
+    {"member", cli_cmd_member, "member put|get: a member's plan, billing and joined date, with history"},
+    {"grant", cli_cmd_grant, "add credits to a member (source, category, priority, expiry)"},
+    {"charge", cli_cmd_charge, "quote a request and hold the credits it needs"},
+    {"capture", cli_cmd_capture, "settle a held charge (optionally a smaller final amount)"},
+    {"release", cli_cmd_release, "generation failed: return every held credit of a charge"},
+    {"refund", cli_cmd_refund, "return captured credits to the grants they came from"},
+    {"balance", cli_cmd_balance, "a member's available and held credits, per grant"},
+    {"history", cli_cmd_history, "a member's journal, page by page"},
+    {"ledger", cli_cmd_ledger, "ledger verify: recompute every balance from the journal"},
     /* ledger and server commands are added here by their own files */
 };
 
