@@ -51,10 +51,12 @@ $(BUILD)/bench/%: bench/%/main.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-# Every test: unit tests and CLI tests on the plain build, then again under ASan+UBSan.
+# Every test: unit tests and CLI tests on the plain build, again under ASan+UBSan, and the
+# engine, policy and CLI tests under valgrind memcheck.
 test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-asan
+	$(MAKE) test-valgrind
 
 test-unit: $(CLI) $(TEST_BIN)
 	@BUILD=$(BUILD) tests/run.sh
@@ -65,7 +67,7 @@ test-asan:
 	  test-unit
 
 test-valgrind: $(CLI) $(TEST_BIN)
-	@BUILD=$(BUILD) VALGRIND=1 tests/run.sh
+	@BUILD=$(BUILD) VALGRIND=1 tests/run.sh tests/util/ tests/policy/ tests/engine/ test_quote_cli
 
 run: all
 	@scripts/run.sh

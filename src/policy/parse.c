@@ -54,7 +54,10 @@ static int walk_map(parser *ps, struct fy_node *map, struct fy_node *where, cons
         }
         struct fy_node *value = fy_node_pair_value(pair);
         if (!value) return yaml_fail(&ps->y, key, "%s.%s has no value", what, fields[i].key);
+        struct fy_node *outer = ps->y.fallback;
+        ps->y.fallback = key;
         int rc = fields[i].fn(ps, value, obj);
+        ps->y.fallback = outer;
         if (rc) return rc;
         seen[i] = true;
     }
@@ -282,6 +285,7 @@ static int f_plans(parser *ps, struct fy_node *v, void *obj) {
     plans_ctx pc = {{NULL}};
     int rc = walk_seq(ps, v, "plans", CG_PLANS_MAX, plan_item, &pc);
     if (rc) return rc;
+    if (ps->p->plan_count == 0) return yaml_fail(&ps->y, v, "plans must not be empty");
     cg_policy *p = ps->p;
     for (int i = 0; i < p->plan_count; i++) {
         if (!pc.inherits[i]) continue;
@@ -311,7 +315,9 @@ static int billing_item(parser *ps, struct fy_node *item, void *obj) {
 
 static int f_billing(parser *ps, struct fy_node *v, void *obj) {
     (void)obj;
-    return walk_seq(ps, v, "billing", CG_BILLINGS_MAX, billing_item, NULL);
+    int rc = walk_seq(ps, v, "billing", CG_BILLINGS_MAX, billing_item, NULL);
+    if (!rc && ps->p->billing_count == 0) return yaml_fail(&ps->y, v, "billing must not be empty");
+    return rc;
 }
 
 /* ---- models ---- */
@@ -410,7 +416,9 @@ static int model_item(parser *ps, struct fy_node *item, void *obj) {
 
 static int f_models(parser *ps, struct fy_node *v, void *obj) {
     (void)obj;
-    return walk_seq(ps, v, "models", CG_MODELS_MAX, model_item, NULL);
+    int rc = walk_seq(ps, v, "models", CG_MODELS_MAX, model_item, NULL);
+    if (!rc && ps->p->model_count == 0) return yaml_fail(&ps->y, v, "models must not be empty");
+    return rc;
 }
 
 /* ---- benefits ---- */

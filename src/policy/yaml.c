@@ -43,6 +43,7 @@ int yaml_fail(const yaml_ctx *y, struct fy_node *node, const char *fmt, ...) {
     va_end(ap);
     int line, col;
     yaml_mark(node, &line, &col);
+    if (line == 0 && y->fallback) yaml_mark(y->fallback, &line, &col);
     return cg_err_set(y->err, CG_EPARSE, "%s:%d:%d: %s", y->name, line, col, msg);
 }
 

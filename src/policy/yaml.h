@@ -13,6 +13,7 @@
 typedef struct yaml_ctx {
     const char *name; /* file name used in messages */
     cg_err *err;
+    struct fy_node *fallback; /* the key being read: marks an empty collection's errors */
 } yaml_ctx;
 
 /* 1-based line and column of a node (a collection reports its first scalar). */

@@ -78,8 +78,10 @@ run bad-count 2 "${Q[@]}" --plan plus --billing monthly --joined 2026-01-01 --mo
 run bad-flag 2 quote --plan plus --bogus && has bad-flag err "unknown or incomplete flag"
 run bad-at 2 quote --plan plus --billing monthly --joined 2026-01-01 --model grok --at tomorrow && has bad-at err "--at"
 
-printf 'version: x\neffective_at: 2025-11-01T00:00:00+09:00\ntimezone: Asia/Seoul\nutc_offset: "+09:00"\nplans: []\nbillng: [monthly]\n' >"$tmp/bad.yaml"
-run bad-policy 2 policy check "$tmp/bad.yaml" && { has bad-policy err "$tmp/bad.yaml:6:1: unknown key 'billng'"; lines bad-policy err 1; }
+printf 'version: x\neffective_at: 2025-11-01T00:00:00+09:00\ntimezone: Asia/Seoul\nutc_offset: "+09:00"\nplans: []\nbilling: [monthly]\n' >"$tmp/empty.yaml"
+run empty-plans 2 policy check "$tmp/empty.yaml" && { has empty-plans err "$tmp/empty.yaml:5:1: plans must not be empty"; lines empty-plans err 1; }
+printf 'version: x\neffective_at: 2025-11-01T00:00:00+09:00\ntimezone: Asia/Seoul\nutc_offset: "+09:00"\nbillng: [monthly]\n' >"$tmp/bad.yaml"
+run bad-policy 2 policy check "$tmp/bad.yaml" && { has bad-policy err "$tmp/bad.yaml:5:1: unknown key 'billng'"; lines bad-policy err 1; }
 run missing-policy 1 quote --policy "$tmp/none.yaml" --plan plus --billing monthly --joined 2026-01-01 --model grok &&
   has missing-policy err "none.yaml: cannot open"
 
