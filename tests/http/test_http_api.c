@@ -130,7 +130,7 @@ static void test_openapi_matches_routes(void **state) {
     (void)state;
     FILE *f = fopen("docs/openapi.yaml", "r");
     assert_non_null(f);
-    char doc[64][96];
+    char doc[64][280];
     int doc_count = 0;
     char line[512], path[256] = "";
     bool in_paths = false;
@@ -162,7 +162,7 @@ static void test_openapi_matches_routes(void **state) {
     int n = cg_http_routes(&routes);
     assert_int_equal(n, doc_count);
     for (int i = 0; i < n; i++) {
-        char want[96];
+        char want[280];
         snprintf(want, sizeof want, "%s %s", routes[i].method, routes[i].pattern);
         bool found = false;
         for (int k = 0; k < doc_count; k++) found |= !strcmp(doc[k], want);
