@@ -12,8 +12,8 @@ done
 if [ "$(id -u)" -eq 0 ]; then
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
 else
   echo "deps: missing packages; run:" >&2
   echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
