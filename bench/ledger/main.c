@@ -1,0 +1,339 @@
+/* bench/ledger — durable charge+capture pairs per second on the SQLite ledger, with 1 and with
+ * 64 concurrent callers, group commit against the naive one-transaction-per-call baseline in
+ * the same run, pair latency percentiles, and resident memory with many members.
+ *
+ *   build/bench/ledger [--members N] [--seconds S] [--callers LIST] [--dir DIR]
+ *
+ * Every call is durable when it returns (WAL, synchronous=FULL): a pair is two acknowledged
+ * commits (charge = quote + hold, then capture). Prints the figures, the ratio and the machine. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "creditgate/engine.h"
+#include "creditgate/ledger.h"
+
+#define BENCH_POLICY "policy/carat.yaml"
+#define BENCH_CALLERS_MAX 256
+#define BENCH_SAMPLES_PER_CALLER_MAX 400000
+#define BENCH_POPULATE_THREADS 64
+
+typedef struct bench_opts {
+    int64_t members;
+    double seconds;
+    int callers[8];
+    int caller_runs;
+    const char *dir;
+} bench_opts;
+
+typedef struct caller {
+    cg_ledger *ledger;
+    int id;
+    int64_t members;
+    uint64_t rng;
+    double until_s;
+    int64_t pairs;
+    int64_t failures;
+    uint32_t *lat_us; /* pair latencies */
+    int64_t lat_count;
+    int64_t first_member, member_count; /* populate range */
+} caller;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t next_rand(uint64_t *s) { /* xorshift64*: uniform member choice */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+static long rss_kib(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n)) v = strtol(line + n + 1, NULL, 10);
+    if (f) fclose(f);
+    return v;
+}
+
+static void member_name(int64_t i, char *buf, size_t bytes) {
+    snprintf(buf, bytes, "member-%08" PRId64, i);
+}
+
+static void *populate_main(void *arg) {
+    caller *c = arg;
+    cg_err err;
+    for (int64_t i = c->first_member; i < c->first_member + c->member_count; i++) {
+        char id[32], key[48];
+        member_name(i, id, sizeof id);
+        snprintf(key, sizeof key, "put-%s", id);
+        cg_member_put_input m = {.member_id = id, .idempotency_key = key, .plan = "free",
+                                 .billing = "monthly", .joined_at_us = INT64_C(1767225600000000)};
+        cg_member_state ms;
+        if (cg_ledger_member_put(c->ledger, &m, &ms, NULL, &err)) {
+            fprintf(stderr, "populate: %s\n", err.msg);
+            c->failures++;
+            return NULL;
+        }
+        snprintf(key, sizeof key, "grant-%s", id);
+        cg_grant_input g = {.member_id = id, .idempotency_key = key, .credits = CG_CREDITS_MAX,
+                            .priority = -1, .source = CG_SOURCE_PURCHASE};
+        cg_grant gr;
+        if (cg_ledger_grant(c->ledger, &g, &gr, NULL, &err)) {
+            fprintf(stderr, "populate: %s\n", err.msg);
+            c->failures++;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* One charge + capture on a random member; returns 0 on success. */
+static int one_pair(caller *c, int64_t n) {
+    char id[32], key[64], cap[64];
+    member_name((int64_t)(next_rand(&c->rng) % (uint64_t)c->members), id, sizeof id);
+    snprintf(key, sizeof key, "c%d-%" PRId64, c->id, n);
+    snprintf(cap, sizeof cap, "c%d-%" PRId64 "-cap", c->id, n);
+    static __thread cg_charge ch;
+    cg_err err;
+    cg_charge_input in = {.member_id = id, .idempotency_key = key, .model = "midjourney"};
+    if (cg_ledger_charge(c->ledger, &in, &ch, NULL, &err)) {
+        fprintf(stderr, "charge: %s\n", err.msg);
+        return -1;
+    }
+    cg_settle_input s = {.member_id = id, .charge_id = ch.charge_id, .idempotency_key = cap,
+                         .credits = -1};
+    if (cg_ledger_capture(c->ledger, &s, &ch, NULL, &err)) {
+        fprintf(stderr, "capture: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void *pairs_main(void *arg) {
+    caller *c = arg;
+    for (int64_t n = 0;; n++) {
+        double t0 = now_s();
+        if (t0 >= c->until_s) break;
+        if (one_pair(c, n)) {
+            c->failures++;
+            continue;
+        }
+        double us = (now_s() - t0) * 1e6;
+        if (c->lat_count < BENCH_SAMPLES_PER_CALLER_MAX)
+            c->lat_us[c->lat_count++] = us > 4e9 ? UINT32_MAX : (uint32_t)us;
+        c->pairs++;
+    }
+    return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct run_result {
+    double pairs_per_s;
+    double p50_ms, p99_ms, max_ms;
+    int64_t failures;
+} run_result;
+
+static int run_threads(caller *cs, int n, void *(*fn)(void *)) {
+    pthread_t th[BENCH_CALLERS_MAX];
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&th[i], NULL, fn, &cs[i])) return -1;
+    for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+    return 0;
+}
+
+static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint64_t seed) {
+    caller *cs = calloc((size_t)callers, sizeof *cs);
+    double start = now_s();
+    for (int i = 0; i < callers; i++) {
+        cs[i] = (caller){.ledger = l, .id = i, .members = o->members,
+                         .rng = seed * 7919 + (uint64_t)i * 104729 + 1,
+                         .until_s = start + o->seconds};
+        cs[i].lat_us = malloc(sizeof(uint32_t) * BENCH_SAMPLES_PER_CALLER_MAX);
+    }
+    run_threads(cs, callers, pairs_main);
+    double elapsed = now_s() - start;
+    int64_t total = 0, samples = 0;
+    run_result r = {0};
+    for (int i = 0; i < callers; i++) total += cs[i].pairs, samples += cs[i].lat_count,
+                                      r.failures += cs[i].failures;
+    uint32_t *all = malloc(sizeof(uint32_t) * (size_t)(samples ? samples : 1));
+    int64_t k = 0;
+    for (int i = 0; i < callers; i++) {
+        memcpy(all + k, cs[i].lat_us, sizeof(uint32_t) * (size_t)cs[i].lat_count);
+        k += cs[i].lat_count;
+        free(cs[i].lat_us);
+    }
+    qsort(all, (size_t)samples, sizeof *all, cmp_u32);
+    r.pairs_per_s = total / elapsed;
+    if (samples) {
+        r.p50_ms = all[samples / 2] / 1e3;
+        r.p99_ms = all[(samples * 99) / 100] / 1e3;
+        r.max_ms = all[samples - 1] / 1e3;
+    }
+    free(all);
+    free(cs);
+    return r;
+}
+
+static int populate(cg_ledger *l, int64_t members) {
+    caller cs[BENCH_POPULATE_THREADS];
+    int64_t per = (members + BENCH_POPULATE_THREADS - 1) / BENCH_POPULATE_THREADS;
+    for (int i = 0; i < BENCH_POPULATE_THREADS; i++) {
+        int64_t first = i * per, count = first >= members ? 0 : per;
+        if (first + count > members) count = members - first;
+        cs[i] = (caller){.ledger = l, .first_member = first, .member_count = count};
+    }
+    run_threads(cs, BENCH_POPULATE_THREADS, populate_main);
+    for (int i = 0; i < BENCH_POPULATE_THREADS; i++)
+        if (cs[i].failures) return -1;
+    return 0;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]\n");
+    exit(2);
+}
+
+static void parse_opts(int argc, char **argv, bench_opts *o) {
+    *o = (bench_opts){.members = 100000, .seconds = 5, .callers = {1, 64}, .caller_runs = 2,
+                      .dir = "build"};
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) usage();
+        if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--seconds")) o->seconds = strtod(argv[++i], NULL);
+        else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
+        else if (!strcmp(argv[i], "--callers")) {
+            o->caller_runs = 0;
+            for (char *t = strtok(argv[++i], ","); t && o->caller_runs < 8; t = strtok(NULL, ","))
+                o->callers[o->caller_runs++] = atoi(t);
+        } else usage();
+    }
+    if (o->members < 1 || o->seconds <= 0) usage();
+    for (int i = 0; i < o->caller_runs; i++)
+        if (o->callers[i] < 1 || o->callers[i] > BENCH_CALLERS_MAX) usage();
+}
+
+static void remove_db(const char *path) {
+    char p[600];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
+static void print_machine(void) {
+    struct utsname u;
+    uname(&u);
+    char model[512] = "?";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *colon = strchr(line, ':');
+            snprintf(model, sizeof model, "%s", colon ? colon + 2 : line);
+            model[strcspn(model, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+    printf("machine: %s, %ld CPUs, %s %s, SQLite %s (WAL, synchronous=FULL)\n", model,
+           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, sqlite3_libversion());
+}
+
+/* Opens a fresh ledger in the given mode and populates it. */
+static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, bool group,
+                             const char *path) {
+    remove_db(path);
+    cg_ledger_config cfg;
+    cg_ledger_config_default(&cfg);
+    cfg.engine = engine;
+    cfg.group_commit = true; /* populate fast either way; reopened below for naive */
+    cg_ledger *l = NULL;
+    cg_err err;
+    char dsn[600];
+    snprintf(dsn, sizeof dsn, "sqlite:%s", path);
+    double t0 = now_s();
+    if (cg_ledger_open_dsn(dsn, &cfg, &l, &err) || populate(l, o->members)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
+    printf("  populated %" PRId64 " members (member + grant each) in %.1f s\n", o->members,
+           now_s() - t0);
+    if (group) return l;
+    cg_ledger_close(l);
+    cfg.group_commit = false;
+    if (cg_ledger_open_dsn(dsn, &cfg, &l, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
+    return l;
+}
+
+int main(int argc, char **argv) {
+    bench_opts o;
+    parse_opts(argc, argv, &o);
+    cg_policy_set set;
+    cg_engine engine;
+    cg_err err;
+    cg_policy_set_init(&set);
+    if (cg_policy_set_load_file(&set, BENCH_POLICY, &err) || cg_engine_init(&engine, &set, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    print_machine();
+    printf("members %" PRId64 ", %.1f s per run, charge = Midjourney (10 credits) on a random "
+           "member, then capture; both durable\n", o.members, o.seconds);
+    char path[512];
+    snprintf(path, sizeof path, "%s/bench-ledger.db", o.dir);
+    run_result naive[8], group[8];
+    for (int mode = 0; mode < 2; mode++) {
+        bool is_group = mode == 1;
+        printf("%s:\n", is_group ? "group commit (one writer, one transaction + fsync per batch)"
+                                 : "naive baseline (one transaction + fsync per call)");
+        cg_ledger *l = open_fresh(&o, &engine, is_group, path);
+        for (int i = 0; i < o.caller_runs; i++) {
+            run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1));
+            (is_group ? group : naive)[i] = r;
+            printf("  %3d callers: %9.0f pairs/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms"
+                   "  failures %" PRId64 "\n", o.callers[i], r.pairs_per_s, r.p50_ms, r.p99_ms,
+                   r.max_ms, r.failures);
+        }
+        cg_verify_report rep;
+        double t0 = now_s();
+        int vrc = cg_ledger_verify(l, &rep, &err);
+        printf("  ledger verify: %s (%" PRId64 " grants, %" PRId64 " charges, %" PRId64
+               " entries) in %.1f s\n", vrc ? "DIFFERENCES" : "clean", rep.grants, rep.charges,
+               rep.entries, now_s() - t0);
+        printf("  RSS now %ld KiB, peak %ld KiB\n", rss_kib("VmRSS:"), rss_kib("VmHWM:"));
+        cg_ledger_close(l);
+        if (vrc) return 1;
+    }
+    printf("ratio group/naive:");
+    for (int i = 0; i < o.caller_runs; i++)
+        printf("  %d callers %.1fx", o.callers[i],
+               naive[i].pairs_per_s > 0 ? group[i].pairs_per_s / naive[i].pairs_per_s : 0);
+    printf("\n");
+    remove_db(path);
+    cg_engine_free(&engine);
+    cg_policy_set_free(&set);
+    return 0;
+}
