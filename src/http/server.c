@@ -18,6 +18,7 @@
 
 #include "creditgate/time.h"
 #include "internal.h"
+#include "static.h"
 
 typedef enum auth_level {
     AUTH_PUBLIC = 0,
@@ -364,6 +365,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                  atomic_fetch_add(&request_seq, 1) + 1);
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = r;
+        if (web_static_match(url)) return web_static_serve(r, method, url);
         if (request_begin(r, method, url)) return send_response(r);
         return MHD_YES;
     }
