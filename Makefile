@@ -26,7 +26,11 @@ CLI      := $(BUILD)/creditgate
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_BIN := $(patsubst bench/%/main.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps test test-unit test-asan test-valgrind run bench clean
+FUZZ_TARGETS := policy quote time
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps test test-unit test-asan test-valgrind run bench clean fuzz fuzz-smoke fuzz-run
 all: deps $(CLI) $(TEST_BIN) $(BENCH_BIN)
 
 deps:
@@ -57,6 +61,7 @@ test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-asan
 	$(MAKE) test-valgrind
+	$(MAKE) fuzz-smoke
 
 test-unit: $(CLI) $(TEST_BIN)
 	@BUILD=$(BUILD) tests/run.sh
@@ -69,6 +74,30 @@ test-asan:
 test-valgrind: $(CLI) $(TEST_BIN)
 	@BUILD=$(BUILD) VALGRIND=1 tests/run.sh tests/util/ tests/policy/ tests/engine/ test_quote_cli
 
+# libFuzzer (clang): `make fuzz` runs each target FUZZ_SECONDS; new inputs go to
+# build/fuzz/corpus/, crashes to tests/fuzz/crashers/<target>/ (commit them: they are replayed
+# by tests/fuzz/test_fuzz_replay in every `make test`).
+fuzz:
+	$(MAKE) BUILD=build/fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" \
+	  FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz-run
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=10
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz-run: $(FUZZ_BIN)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p tests/fuzz/crashers/$$t $(BUILD)/corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=tests/fuzz/crashers/$$t/ $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+	    > $(BUILD)/fuzz-$$t.log 2>&1 || { tail -40 $(BUILD)/fuzz-$$t.log; exit 1; }; \
+	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(BUILD)/fuzz-$$t.log; \
+	done
+
 run: all
 	@scripts/run.sh
 
@@ -78,4 +107,4 @@ bench: $(BENCH_BIN)
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
