@@ -6,7 +6,15 @@
  * same table and the same tests (tests/ledger/ take the backend from CG_TEST_DB).
  * Sharding rule: every table carries member_id, every key starts with it, and every call
  * except the sweep listings and the verify scan touches exactly one member.
- * A store is used by one thread at a time (the ledger's writer, or its mutex). */
+ * A store is used by one thread at a time (the ledger's writer, or its mutex) — except
+ * `sync`, which the ledger's syncer thread calls while the writer works on the next batch.
+ *
+ * Durability is split in two so group commit can pipeline: `commit` makes a transaction
+ * visible and crash-consistent, `sync` makes every transaction committed so far durable
+ * (power loss included). The ledger acknowledges a call only after a `sync` that began after
+ * its commit. SQLite: commit under synchronous=NORMAL (WAL appended, no fsync), sync =
+ * fdatasync of the -wal file — the same fsync synchronous=FULL issues inside COMMIT, moved off
+ * the writer so the next batch is applied while the disk flushes this one. */
 #ifndef CREDITGATE_STORE_H
 #define CREDITGATE_STORE_H
 
@@ -56,7 +64,9 @@ typedef struct cg_store_ops {
 
     /* Transactions. begin/commit/rollback bracket a batch; savepoints bracket one call. */
     int (*begin)(cg_store *store, cg_err *err);
-    int (*commit)(cg_store *store, cg_err *err); /* durable when it returns CG_OK */
+    int (*commit)(cg_store *store, cg_err *err); /* visible; durable after the next sync */
+    /* Makes every committed transaction durable. Thread-safe against the other calls. */
+    int (*sync)(cg_store *store, cg_err *err);
     int (*rollback)(cg_store *store, cg_err *err);
     int (*savepoint)(cg_store *store, cg_err *err);
     int (*savepoint_release)(cg_store *store, cg_err *err);

@@ -51,6 +51,7 @@ typedef struct ledger_op {
     int rc;
     cg_err err;
     sem_t done;
+    struct ledger_op *next; /* in the syncer's list */
 } ledger_op;
 
 struct cg_ledger {
@@ -67,7 +68,20 @@ struct cg_ledger {
     pthread_t writer;
     ledger_op **batch;       /* config.batch_ops_max slots, writer only */
     int64_t swept_at_us;     /* last sweep, writer (or mutex holder) only */
+    /* the syncer: committed ops waiting for store->sync before their callers are woken */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_work;
+    pthread_cond_t sync_space;
+    ledger_op *sync_head, *sync_tail;
+    int sync_count;          /* ≤ LEDGER_SYNC_OPS_MAX */
+    bool sync_stopping;
+    bool syncer_started;
+    pthread_t syncer;
+    _Atomic int sync_failed; /* a sync failed: durability unknown, refuse everything */
 };
+
+/* Committed ops awaiting one sync: the writer applies up to this many ahead of the disk. */
+#define LEDGER_SYNC_OPS_MAX (4 * CG_LEDGER_BATCH_OPS_MAX)
 
 int64_t ledger_now_us(const cg_ledger *ledger);
 

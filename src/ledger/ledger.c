@@ -1,7 +1,11 @@
-/* ledger.c — the ledger's lifetime and its group commit: callers queue ops into a bounded ring,
- * one writer thread applies up to batch_ops_max of them in one transaction (a savepoint each,
- * so a failing op rolls back alone), commits once, then wakes every caller with its own result.
- * The rules themselves are in ops.c (charges and grants) and verify.c; rows go through store.h. */
+/* ledger.c — the ledger's lifetime and its group commit, a two-stage pipeline:
+ *   writer: takes up to batch_ops_max queued ops, applies them in one transaction (a savepoint
+ *           each, so a failing op rolls back alone), commits (visible, not yet durable), hands
+ *           the batch to the syncer and starts on the next batch at once;
+ *   syncer: one store->sync (fdatasync of the WAL) for every batch committed so far, then
+ *           wakes each caller with its own result.
+ * So a caller is acknowledged only once its commit is durable, and the disk flush of batch k
+ * overlaps the work on batch k+1. The rules themselves are in ops.c and verify.c. */
 #include "internal.h"
 
 #include <assert.h>
@@ -51,11 +55,18 @@ static int sweep_if_due(cg_ledger *l, int64_t now_us, cg_err *err) {
     return ledger_sweep(l, now_us, err);
 }
 
-/* Applies ops[0..n) in one transaction. Each op's rc is final when this returns. */
+/* Applies ops[0..n) in one transaction and commits it (durable after the next sync). Each
+ * op's rc is final when this returns, unless the sync then fails. */
 static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
     cg_store *s = l->store;
     cg_err err = {0};
     int64_t now_us = ledger_now_us(l);
+    if (l->sync_failed) {
+        for (int i = 0; i < n; i++)
+            ops[i]->rc = cg_err_set(&ops[i]->err, CG_EIO, "the ledger's storage failed to make "
+                                    "a write durable earlier; restart after checking the disk");
+        return;
+    }
     int rc = s->ops->begin(s, &err);
     if (!rc) rc = sweep_if_due(l, now_us, &err);
     for (int i = 0; i < n && !rc; i++) {
@@ -75,6 +86,54 @@ static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
             ops[i]->rc = cg_err_set(&ops[i]->err, CG_EUNAVAILABLE,
                                     "not committed, retry with the same idempotency key: %s",
                                     err.msg);
+        }
+    }
+}
+
+/* Applies one sync result to ops already committed: on failure nothing is known durable. */
+static void sync_outcome(cg_ledger *l, ledger_op *op, int sync_rc, const cg_err *sync_err) {
+    if (!sync_rc || op->rc != CG_OK) return;
+    l->sync_failed = 1;
+    op->rc = cg_err_set(&op->err, CG_EIO, "committed but not confirmed durable: %s",
+                        sync_err->msg);
+}
+
+/* Hands a committed batch to the syncer; waits while too many ops await a sync. */
+static void hand_to_syncer(cg_ledger *l, ledger_op **ops, int n) {
+    pthread_mutex_lock(&l->sync_mu);
+    while (l->sync_count + n > LEDGER_SYNC_OPS_MAX) pthread_cond_wait(&l->sync_space, &l->sync_mu);
+    for (int i = 0; i < n; i++) {
+        ops[i]->next = NULL;
+        if (l->sync_tail) l->sync_tail->next = ops[i];
+        else l->sync_head = ops[i];
+        l->sync_tail = ops[i];
+    }
+    l->sync_count += n;
+    pthread_cond_signal(&l->sync_work);
+    pthread_mutex_unlock(&l->sync_mu);
+}
+
+static void *syncer_main(void *arg) {
+    cg_ledger *l = arg;
+    for (;;) {
+        pthread_mutex_lock(&l->sync_mu);
+        while (!l->sync_head && !l->sync_stopping) pthread_cond_wait(&l->sync_work, &l->sync_mu);
+        ledger_op *op = l->sync_head;
+        if (!op) {
+            pthread_mutex_unlock(&l->sync_mu);
+            return NULL;
+        }
+        l->sync_head = l->sync_tail = NULL;
+        l->sync_count = 0;
+        pthread_cond_broadcast(&l->sync_space);
+        pthread_mutex_unlock(&l->sync_mu);
+        cg_err err = {0};
+        int rc = l->store->ops->sync(l->store, &err);
+        while (op) {
+            ledger_op *next = op->next; /* op is gone once posted */
+            sync_outcome(l, op, rc, &err);
+            sem_post(&op->done);
+            op = next;
         }
     }
 }
@@ -110,7 +169,7 @@ static void *writer_main(void *arg) {
         pthread_cond_broadcast(&l->not_full);
         pthread_mutex_unlock(&l->mu);
         run_batch(l, l->batch, n); /* n == 0: an idle sweep */
-        for (int i = 0; i < n; i++) sem_post(&l->batch[i]->done);
+        if (n > 0) hand_to_syncer(l, l->batch, n);
     }
 }
 
@@ -119,6 +178,9 @@ static int submit_direct(cg_ledger *l, ledger_op *op) {
     pthread_mutex_lock(&l->mu);
     ledger_op *one[1] = {op};
     run_batch(l, one, 1);
+    cg_err sync_err = {0};
+    int rc = l->store->ops->sync(l->store, &sync_err);
+    sync_outcome(l, op, rc, &sync_err);
     pthread_mutex_unlock(&l->mu);
     return op->rc;
 }
@@ -184,14 +246,18 @@ int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledg
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->not_empty, NULL);
     pthread_cond_init(&l->not_full, NULL);
+    pthread_mutex_init(&l->sync_mu, NULL);
+    pthread_cond_init(&l->sync_work, NULL);
+    pthread_cond_init(&l->sync_space, NULL);
     l->swept_at_us = INT64_MIN / 2;
     if (config->group_commit) {
-        if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
-            l->config.group_commit = false;
+        l->syncer_started = pthread_create(&l->syncer, NULL, syncer_main, l) == 0;
+        l->writer_started =
+            l->syncer_started && pthread_create(&l->writer, NULL, writer_main, l) == 0;
+        if (!l->writer_started) {
             cg_ledger_close(l);
-            return cg_err_set(err, CG_ENOMEM, "cannot start the ledger writer thread");
+            return cg_err_set(err, CG_ENOMEM, "cannot start the ledger's threads");
         }
-        l->writer_started = true;
     }
     *out = l;
     return CG_OK;
@@ -215,8 +281,18 @@ void cg_ledger_close(cg_ledger *l) {
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->writer, NULL);
     }
-    assert(l->ring_count == 0);
+    if (l->syncer_started) { /* after the writer: it may still hand over a last batch */
+        pthread_mutex_lock(&l->sync_mu);
+        l->sync_stopping = true;
+        pthread_cond_signal(&l->sync_work);
+        pthread_mutex_unlock(&l->sync_mu);
+        pthread_join(l->syncer, NULL);
+    }
+    assert(l->ring_count == 0 && l->sync_head == NULL);
     cg_store_close(l->store);
+    pthread_cond_destroy(&l->sync_space);
+    pthread_cond_destroy(&l->sync_work);
+    pthread_mutex_destroy(&l->sync_mu);
     pthread_cond_destroy(&l->not_full);
     pthread_cond_destroy(&l->not_empty);
     pthread_mutex_destroy(&l->mu);
