@@ -496,7 +496,8 @@ static int start_daemon(cg_http_server *srv, cg_err *err) {
         return cg_err_set_field(err, CG_EINVAL, "listen", "listen host '%s' is not an IPv4 address",
                                 srv->config.listen_host);
     const cg_http_config *c = &srv->config;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+    /* TURBO: optimistic reads and fewer shutdown() calls; the drain closes the listener itself */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO;
     srv->daemon = MHD_start_daemon(
         flags, srv->config.port, NULL, NULL, on_request, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
