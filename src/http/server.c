@@ -299,8 +299,6 @@ static bool content_type_ok(req *r) {
 
 /* First call: nothing of the body read yet. Refuses early what can be refused early. */
 static int request_begin(req *r, const char *method, const char *url) {
-    snprintf(r->path, sizeof r->path, "%s", url);
-    snprintf(r->method, sizeof r->method, "%s", method);
     r->route = route_find(r, method, url);
     if (r->route == -1) return fail(r, 404, "not_found", "", "no route for %s", url);
     if (r->route == -2) {
@@ -365,6 +363,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                  atomic_fetch_add(&request_seq, 1) + 1);
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = r;
+        snprintf(r->path, sizeof r->path, "%s", url); /* for the access log of every answer */
+        snprintf(r->method, sizeof r->method, "%s", method);
         if (web_static_match(url)) return web_static_serve(r, method, url);
         if (request_begin(r, method, url)) return send_response(r);
         return MHD_YES;
