@@ -23,13 +23,21 @@ export function localeFor(lang) {
   return own || (lang === 'ko' ? 'ko-KR' : 'en-US');
 }
 
+// t(key, vars) looks a message up; t.plural(key, n, vars) prefers `${key}_one` etc. by the
+// language's plural rules ("1 credit", "2 credits"; Korean has one form).
 export function makeT(messages, lang) {
-  return (key, vars = {}) => {
-    const table = messages[lang] || messages.en;
+  const table = messages[lang] || messages.en;
+  const rules = new Intl.PluralRules(lang);
+  const t = (key, vars = {}) => {
     let text = table[key] ?? messages.en[key] ?? key;
     for (const [k, v] of Object.entries(vars)) text = text.replaceAll(`{${k}}`, String(v));
     return text;
   };
+  t.plural = (key, n, vars) => {
+    const form = `${key}_${rules.select(n)}`;
+    return t(table[form] ? form : key, vars);
+  };
+  return t;
 }
 
 // Benefit ends and expiries are instants at 00:00 in the policy's zone (Seoul): formatting

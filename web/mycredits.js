@@ -26,7 +26,7 @@ const MESSAGES = {
     monthly: 'monthly', annual: 'annual',
     balanceTitle: 'Balance', available: 'Available', held: 'Held for generations in progress',
     paid: 'Paid', promo: 'Promotional', expiringTitle: 'Expiring soon',
-    expiring: '{credits} credits expire on {date}', expiringLater: '{credits} credits expire on {date}',
+    expiring: '{credits} credits expire on {date}', expiring_one: '{credits} credit expires on {date}',
     noExpiring: 'No credits expire in the next {days} days.',
     benefitsTitle: 'Active benefits', noBenefits: 'No unlimited benefit is active for you right now.',
     until: 'Unlimited until {date}', noEnd: 'Unlimited, no end date',
@@ -35,7 +35,8 @@ const MESSAGES = {
     modelsTitle: 'What each model costs you',
     modelsHelp: 'Prices for you today. Unlimited means no credits are deducted.',
     image: 'Image models', video: 'Video models', conversation: 'AI agent conversation',
-    unlimited: 'Unlimited for you', credits: '{credits} credits', perRequest: '{credits} credits per request',
+    unlimited: 'Unlimited for you', credits: '{credits} credits', credits_one: '{credits} credit',
+    perRequest: '{credits} credits per request', perRequest_one: '{credits} credit per request',
     conversationNote: 'Conversation with the agent is charged even when the image or video is unlimited.',
     usageTitle: 'Usage history', usageEmpty: 'No credit movements yet.',
     k_grant: 'Credits added', k_hold: 'Reserved (generation in progress)', k_capture: 'Used',
@@ -55,7 +56,7 @@ const MESSAGES = {
     monthly: '월간', annual: '연간',
     balanceTitle: '잔액', available: '사용 가능', held: '생성 중 예약된 크레딧',
     paid: '유료', promo: '프로모션', expiringTitle: '곧 만료되는 크레딧',
-    expiring: '{date}에 {credits} 크레딧 만료', expiringLater: '{date}에 {credits} 크레딧 만료',
+    expiring: '{date}에 {credits} 크레딧 만료',
     noExpiring: '{days}일 안에 만료되는 크레딧이 없습니다.',
     benefitsTitle: '혜택 사용중', noBenefits: '현재 사용 중인 무제한 혜택이 없습니다.',
     until: '{date}까지 무제한', noEnd: '무제한 (종료일 없음)',
@@ -195,7 +196,7 @@ async function load() {
 // ---- rendering --------------------------------------------------------------------------
 
 function credits(n) {
-  return t('credits', { credits: formatNumber(n, state.lang) });
+  return t.plural('credits', n, { credits: formatNumber(n, state.lang) });
 }
 
 function renderBalance(d) {
@@ -211,7 +212,7 @@ function renderBalance(d) {
   list.replaceChildren(...expiring.map((g) => {
     const isSoon = Date.parse(g.expires_at) <= soon;
     return el('li', { class: isSoon ? 'soon' : '' },
-      t(isSoon ? 'expiring' : 'expiringLater', {
+      t.plural('expiring', g.remaining - g.held, {
         credits: formatNumber(g.remaining - g.held, state.lang), date: formatDate(g.expires_at, state.lang, tz),
       }));
   }));
@@ -262,7 +263,7 @@ function renderConversation(d) {
     el('li', { class: 'model' }, el('span', { class: 'model-name' }, m.name),
       el('ul', { class: 'prices' }, el('li', { class: 'price', dataset: { model: m.id, unlimited: 'false' } },
         el('span', { class: 'variant' }, ''),
-        el('span', { class: 'badge charged' }, t('perRequest', { credits: formatNumber(m.credits, state.lang) }))))));
+        el('span', { class: 'badge charged' }, t.plural('perRequest', m.credits, { credits: formatNumber(m.credits, state.lang) }))))));
   return el('section', { class: 'group' }, el('h3', {}, t('conversation')),
     el('p', { class: 'hint' }, t('conversationNote')), el('ul', { class: 'model-list' }, rows));
 }
@@ -277,10 +278,12 @@ function usageWhat(d, entry, charge) {
 
 function renderUsage(d) {
   const tz = d.catalog.timezone;
-  const rows = d.usage.entries.map((e) => {
+  // A settled charge's hold is noise beside its capture or release: only open holds show.
+  const shown = d.usage.entries.filter((e) => e.kind !== 'hold' || d.usage.charges.get(e.charge_id)?.status === 'held');
+  const rows = shown.map((e) => {
     const charge = e.charge_id ? d.usage.charges.get(e.charge_id) : null;
-    const delta = e.kind === 'hold' || e.kind === 'release' ? e.delta_held : e.delta_remaining;
-    const sign = e.kind === 'hold' || e.kind === 'capture' || e.kind === 'expiry' ? '−' : '+';
+    const delta = e.kind === 'hold' ? e.delta_held : e.delta_remaining; // a release spends nothing: 0
+    const sign = { hold: '−', capture: '−', expiry: '−', release: '' }[e.kind] ?? '+';
     return el('li', { class: `entry ${e.kind}`, dataset: { kind: e.kind, charge: e.charge_id || '' } },
       el('span', { class: 'when' }, formatDateTime(e.at, state.lang, tz)),
       el('span', { class: 'what' }, `${t(`k_${e.kind}`)} · ${usageWhat(d, e, charge)}`),

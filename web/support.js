@@ -37,7 +37,7 @@ const MESSAGES = {
     chargesEmpty: 'No charges.', date: 'Date', model: 'Model', status: 'Status', creditsCol: 'Credits',
     refunded: 'Refunded', policy: 'Policy', benefit: 'Benefit', why: 'Why', action: 'Action',
     st_held: 'held', st_captured: 'captured', st_released: 'released', st_expired: 'expired',
-    unlimited: 'unlimited', none: '—',
+    unlimited: 'unlimited', nearest: 'nearest', none: '—',
     refund: 'Refund', refundCredits: 'Credits to refund', noteRequired: 'Note (required)',
     refundDone: 'Refunded {credits} credits of {charge}.',
     grantsTitle: 'Grants', grantTitle: 'Grant credits', credits: 'Credits', source: 'Source',
@@ -68,7 +68,7 @@ const MESSAGES = {
     chargesEmpty: '차감 내역이 없습니다.', date: '날짜', model: '모델', status: '상태', creditsCol: '크레딧',
     refunded: '환불됨', policy: '정책', benefit: '혜택', why: '사유', action: '작업',
     st_held: '예약', st_captured: '확정', st_released: '반환', st_expired: '만료',
-    unlimited: '무제한', none: '—',
+    unlimited: '무제한', nearest: '가장 가까운 혜택', none: '—',
     refund: '환불', refundCredits: '환불할 크레딧', noteRequired: '메모 (필수)',
     refundDone: '{charge}의 {credits} 크레딧을 환불했습니다.',
     grantsTitle: '지급 내역', grantTitle: '크레딧 지급', credits: '크레딧', source: '구분',
@@ -249,14 +249,14 @@ function renderCharges(d) {
     const suspect = isSuspect(c);
     return el('tr', { class: suspect ? 'suspect' : '', dataset: { charge: c.charge_id, suspect: String(suspect) } },
       el('td', {}, formatDateTime(c.request.at, state.lang, tz)),
-      el('td', {}, name, el('br'), el('small', {}, c.charge_id)),
+      el('td', { class: 'nowrap' }, name, el('br'), el('small', {}, c.charge_id)),
       el('td', {}, t(`st_${c.status}`)),
       el('td', { class: 'num' }, num(c.captured || c.held || c.credits)),
       el('td', { class: 'num' }, num(c.refunded)),
       el('td', {}, c.policy_version),
-      el('td', {}, item?.unlimited ? `${t('unlimited')}: ${item.benefit}` : item?.benefit || t('none')),
+      el('td', {}, !item?.benefit ? t('none') : `${t(item.unlimited ? 'unlimited' : 'nearest')}: ${item.benefit}`),
       el('td', { class: suspect ? 'why' : '' }, c.reasonText),
-      el('td', {}, refundForm(c)));
+      el('td', { class: 'nowrap' }, refundForm(c)));
   });
   table($('charges'), [[t('date')], [t('model')], [t('status')], [t('creditsCol'), 'num'], [t('refunded'), 'num'],
     [t('policy')], [t('benefit')], [t('why')], [t('action')]], rows);
