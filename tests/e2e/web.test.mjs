@@ -254,7 +254,6 @@ test('support finds why a member was charged, refunds it, and the member sees th
   await page.getByLabel('Only charges for a model that is unlimited for some plan').check();
   assert.equal(await page.locator('#charges tbody tr').count(), 1);        // 4K only, not Midjourney or 2K
   assert.match(await row.locator('td.why').textContent(), /4K resolution is paid for all members/);
-  await page.screenshot({ path: path.join(SHOTS, 'support-en.png'), fullPage: true });
 
   await row.locator('summary').click();
   await row.getByLabel('Note (required)').fill('4K charged during Nov promo: goodwill refund');
@@ -270,6 +269,7 @@ test('support finds why a member was charged, refunds it, and the member sees th
   await page.getByLabel('Note (required)', { exact: true }).fill('apology for the wait');
   await page.getByRole('button', { name: 'Grant', exact: true }).click();
   await page.locator('#history tr[data-kind="grant"]', { hasText: 'apology for the wait' }).waitFor();
+  await page.screenshot({ path: path.join(SHOTS, 'support-en.png'), fullPage: true });
 
   await member.reload();
   await ready(member);
