@@ -194,6 +194,15 @@ static void machine(void) {
            u.machine, model, sysconf(_SC_NPROCESSORS_ONLN));
 }
 
+/* The machine is shared: print the load so a reader can tell a quiet run from a busy one. */
+static void load_average(const char *when) {
+    char text[128] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fgets(text, sizeof text, f)) text[strcspn(text, "\n")] = '\0';
+    if (f) fclose(f);
+    printf("load average %s: %s\n", when, text);
+}
+
 static void row(const char *name, const wrk_result *r, int connections) {
     printf("%-34s %5d %12.0f %9.2f %9.2f %8ld\n", name, connections, r->rps, r->p50_ms, r->p99_ms,
            r->non_2xx + r->errors);
@@ -218,6 +227,7 @@ int main(int argc, char **argv) {
     tc_keys(dir, admin, service, sizeof admin);
     scripts();
     machine();
+    load_average("before");
     char url[128], script[512];
     unsigned nginx_port = free_port();
     pid_t nginx = start_nginx(nginx_port);
@@ -266,6 +276,7 @@ int main(int argc, char **argv) {
     cg_http_server_stop(srv);
     tc_rmdir(dir);
 
+    load_average("after");
     double ratio = ceiling.rps > 0 ? quote.rps / ceiling.rps : 0;
     printf("quote / nginx: %.0f%% (goal >= 70%%: %s)\n", ratio * 100, ratio >= 0.70 ? "MET" : "NOT MET");
     printf("quote p99 at %.0f req/s (%.0f%% of peak): %.2f ms (goal < 2 ms: %s)\n", half.rps,
