@@ -145,10 +145,16 @@ test('pages and assets are served with their content types, cache headers and no
   assert.match(page.headers.get('content-security-policy'), /script-src 'self'/);
   const etag = page.headers.get('etag');
   assert.equal((await fetch(`${BASE}/`, { headers: { 'If-None-Match': etag } })).status, 304);
-  const ko = await (await fetch(`${BASE}/`, { headers: { 'Accept-Language': 'ko-KR,ko;q=0.9,en;q=0.5' } })).text();
-  assert.match(ko, /<html lang="ko"/);
-  const en = await (await fetch(`${BASE}/`, { headers: { 'Accept-Language': 'ko;q=0.3, en-GB' } })).text();
-  assert.match(en, /<html lang="en"/);
+  // The page's language follows Accept-Language (q-values honoured; anything else: English).
+  for (const [header, lang] of [['ko-KR,ko;q=0.9,en;q=0.5', 'ko'], ['ko;q=0.3, en-GB', 'en'], ['fr-FR, ko;q=0.1', 'ko'],
+    ['en-US,en;q=0.9,ko;q=0.8', 'en'], ['ko;q=0', 'en'], ['*', 'en'], ['KO', 'ko'], ['kok, ko-x;q=0.2', 'ko']]) {
+    const res = await fetch(`${BASE}/support`, { headers: { 'Accept-Language': header } });
+    assert.match(await res.text(), new RegExp(`<html lang="${lang}"`), header);
+    assert.equal(res.headers.get('vary'), 'Accept-Language');
+  }
+  const head = await fetch(`${BASE}/web/style.css`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), '');
 });
 
 test('paths outside web/ are refused, however they are spelled', async () => {
