@@ -132,6 +132,7 @@ struct cg_http_server {
     pthread_mutex_t reload_lock; /* one reload at a time */
     file_stamp seen[CG_HTTP_POLICY_FILES_MAX]; /* last stamps tried, good or broken */
     atomic_int inflight;
+    atomic_uint_fast64_t request_seq; /* X-Request-Id */
     atomic_bool draining;
     metrics metrics;
 };
@@ -183,6 +184,8 @@ const char *query_arg(req *r, const char *name);
 const char *header_value(req *r, const char *name);
 
 snapshot *snapshot_acquire(cg_http_server *srv);
+/* The route patterns in table order, for the metrics labels. */
+const char *const *route_pattern_names(int *count);
 
 /* Ledger calls run with the read side held; NULL when the server runs without a ledger. */
 cg_ledger *ledger_enter(req *r);

@@ -48,10 +48,8 @@ int h_readyz(req *r) {
 }
 
 int h_metrics(req *r) {
-    const cg_http_route_info *infos;
-    int count = cg_http_routes(&infos);
-    const char *names[ROUTES_MAX];
-    for (int i = 0; i < count; i++) names[i] = infos[i].pattern;
+    int count = 0;
+    const char *const *names = route_pattern_names(&count);
     char label[CG_POLICY_VERSIONS_MAX * 8];
     cg_http_server_policy_label(r->srv, label, sizeof label);
     char *text = metrics_render(&r->srv->metrics, names, count, label);

@@ -38,40 +38,44 @@ typedef struct route {
     bool has_body;
 } route;
 
-/* Every route the server answers; docs/openapi.yaml must list exactly these (tested). */
-static const route routes[] = {
-    {"GET", "/healthz", h_healthz, AUTH_PUBLIC, "", false},
-    {"GET", "/readyz", h_readyz, AUTH_PUBLIC, "", false},
-    {"GET", "/metrics", h_metrics, AUTH_PUBLIC, "", false},
-    {"GET", "/openapi.yaml", h_openapi, AUTH_PUBLIC, "", false},
-    {"POST", "/v1/quote", h_quote, AUTH_MEMBER_BODY, "", true},
-    {"PUT", "/v1/members/{id}", h_member_put, AUTH_SERVICE, "", true},
-    {"GET", "/v1/members/{id}", h_member_get, AUTH_MEMBER_PATH, "at", false},
-    {"POST", "/v1/members/{id}/grants", h_member_grants, AUTH_ADMIN, "", true},
-    {"GET", "/v1/members/{id}/balance", h_member_balance, AUTH_MEMBER_PATH, "", false},
-    {"GET", "/v1/members/{id}/benefits", h_member_benefits, AUTH_MEMBER_PATH, "lang,at", false},
-    {"GET", "/v1/members/{id}/history", h_member_history, AUTH_MEMBER_PATH, "after,limit", false},
-    {"POST", "/v1/members/{id}/tokens", h_member_token, AUTH_SERVICE, "", true},
-    {"POST", "/v1/charges", h_charge_create, AUTH_SERVICE, "", true},
-    {"GET", "/v1/charges/{id}", h_charge_get, AUTH_MEMBER_QUERY, "member_id", false},
-    {"POST", "/v1/charges/{id}/capture", h_charge_capture, AUTH_SERVICE, "", true},
-    {"POST", "/v1/charges/{id}/release", h_charge_release, AUTH_SERVICE, "", true},
-    {"POST", "/v1/charges/{id}/refund", h_charge_refund, AUTH_ADMIN, "", true},
-};
+/* Every route the server answers; docs/openapi.yaml must list exactly these (tested). One
+ * list, expanded twice: the route table and the public method/pattern view of it. */
+#define ROUTES(X)                                                                               \
+    X("GET", "/healthz", h_healthz, AUTH_PUBLIC, "", false)                                     \
+    X("GET", "/readyz", h_readyz, AUTH_PUBLIC, "", false)                                       \
+    X("GET", "/metrics", h_metrics, AUTH_PUBLIC, "", false)                                     \
+    X("GET", "/openapi.yaml", h_openapi, AUTH_PUBLIC, "", false)                                \
+    X("POST", "/v1/quote", h_quote, AUTH_MEMBER_BODY, "", true)                                 \
+    X("PUT", "/v1/members/{id}", h_member_put, AUTH_SERVICE, "", true)                          \
+    X("GET", "/v1/members/{id}", h_member_get, AUTH_MEMBER_PATH, "at", false)                   \
+    X("POST", "/v1/members/{id}/grants", h_member_grants, AUTH_ADMIN, "", true)                 \
+    X("GET", "/v1/members/{id}/balance", h_member_balance, AUTH_MEMBER_PATH, "", false)         \
+    X("GET", "/v1/members/{id}/benefits", h_member_benefits, AUTH_MEMBER_PATH, "lang,at", false) \
+    X("GET", "/v1/members/{id}/history", h_member_history, AUTH_MEMBER_PATH, "after,limit", false) \
+    X("POST", "/v1/members/{id}/tokens", h_member_token, AUTH_SERVICE, "", true)                \
+    X("POST", "/v1/charges", h_charge_create, AUTH_SERVICE, "", true)                           \
+    X("GET", "/v1/charges/{id}", h_charge_get, AUTH_MEMBER_QUERY, "member_id", false)           \
+    X("POST", "/v1/charges/{id}/capture", h_charge_capture, AUTH_SERVICE, "", true)             \
+    X("POST", "/v1/charges/{id}/release", h_charge_release, AUTH_SERVICE, "", true)             \
+    X("POST", "/v1/charges/{id}/refund", h_charge_refund, AUTH_ADMIN, "", true)
+
+#define ROUTE_ENTRY(m, p, fn, auth, query, body) {m, p, fn, auth, query, body},
+#define ROUTE_INFO(m, p, fn, auth, query, body) {m, p},
+#define ROUTE_NAME(m, p, fn, auth, query, body) p,
+static const route routes[] = {ROUTES(ROUTE_ENTRY)};
+static const cg_http_route_info route_infos[] = {ROUTES(ROUTE_INFO)};
+static const char *const route_names[] = {ROUTES(ROUTE_NAME)};
 #define ROUTE_COUNT ((int)(sizeof routes / sizeof routes[0]))
 _Static_assert(sizeof routes / sizeof routes[0] <= ROUTES_MAX, "raise ROUTES_MAX");
 
-static const char *route_names[ROUTE_COUNT];
-static cg_http_route_info route_infos[ROUTE_COUNT];
-static atomic_uint_fast64_t request_seq;
-
 int cg_http_routes(const cg_http_route_info **out) {
-    for (int i = 0; i < ROUTE_COUNT; i++) {
-        route_infos[i].method = routes[i].method;
-        route_infos[i].pattern = routes[i].pattern;
-    }
     *out = route_infos;
     return ROUTE_COUNT;
+}
+
+const char *const *route_pattern_names(int *count) {
+    *count = ROUTE_COUNT;
+    return route_names;
 }
 
 /* ---- routing ------------------------------------------------------------------------------ */
@@ -360,7 +364,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->started_at_us = cg_time_now_us();
         snprintf(r->request_id, sizeof r->request_id, "%016" PRIxFAST64,
-                 atomic_fetch_add(&request_seq, 1) + 1);
+                 atomic_fetch_add(&srv->request_seq, 1) + 1);
         atomic_fetch_add(&srv->inflight, 1);
         *con_cls = r;
         snprintf(r->path, sizeof r->path, "%s", url); /* for the access log of every answer */
@@ -529,7 +533,6 @@ int cg_http_server_start(const cg_http_config *config, cg_http_server **out, cg_
     pthread_mutex_init(&srv->reload_lock, NULL);
     pthread_rwlock_init(&srv->ledger_lock, NULL);
     json_object_seed(0); /* before any thread builds objects */
-    for (int i = 0; i < ROUTE_COUNT; i++) route_names[i] = routes[i].pattern;
     int rc = open_log(srv, err);
     if (!rc) rc = keyring_load(&srv->keys, config->keys_path, config->token_secret_path, err);
     if (!rc) {
