@@ -100,6 +100,23 @@ static int check_object(req *r, const field_spec *spec, json_t *obj, const char 
     return 0;
 }
 
+/* The member name whose value starts before pos ("count" in {"count": 1e999999}), so a number
+ * too big for jansson is still reported against its field. Empty when none is found. */
+static void key_before(const char *text, size_t pos, char *buf, size_t bytes) {
+    buf[0] = '\0';
+    size_t i = pos;
+    while (i > 0 && text[i - 1] != ':') i--;
+    if (i == 0) return;
+    i--; /* at ':' */
+    while (i > 0 && (text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) i--;
+    if (i == 0 || text[i - 1] != '"') return;
+    size_t end = --i, start = end;
+    while (start > 0 && text[start - 1] != '"' && end - start < 64) start--;
+    if (start == 0 || end - start >= bytes) return;
+    memcpy(buf, text + start, end - start);
+    buf[end - start] = '\0';
+}
+
 int body_parse(req *r, const field_spec *spec, json_t **out) {
     assert(r && spec && out);
     *out = NULL;
@@ -110,6 +127,11 @@ int body_parse(req *r, const field_spec *spec, json_t **out) {
         return fail(r, 400, "too_deep", "", "JSON nested deeper than %d levels", max);
     json_error_t jerr;
     json_t *root = json_loadb(text, bytes, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root && strstr(jerr.text, "too big")) {
+        char key[80];
+        key_before(text, (size_t)jerr.position < bytes ? (size_t)jerr.position : bytes, key, sizeof key);
+        return fail(r, 400, "out_of_range", key, "%s: number out of range", key[0] ? key : "body");
+    }
     if (!root)
         return fail(r, 400, "malformed_json", "", "malformed JSON at line %d column %d: %s",
                     jerr.line, jerr.column, jerr.text);

@@ -244,6 +244,8 @@ static void test_quote_rejects_bad_fields_naming_them(void **state) {
     quote_bad(",\"model\":\"sora\",\"count\":1001", 400, "count");
     quote_bad(",\"model\":\"sora\",\"count\":1000", 200, NULL); /* the boundary, just inside */
     quote_bad(",\"model\":\"sora\",\"count\":1.5", 400, "count");
+    quote_bad(",\"model\":\"sora\",\"count\": 99999999999999999999999", 400, "count"); /* > int64 */
+    quote_bad(",\"model\":\"sora\",\"count\":-1", 400, "count");
     quote_bad(",\"model\":42", 400, "model");
     quote_bad(",\"model\":\"sora\",\"agent\":{\"model\":\"lite\",\"kind\":\"video\",\"x\":1}", 400, "agent.x");
     quote_bad(",\"model\":\"sora\",\"agent\":{\"kind\":\"video\"}", 400, "agent.model");
