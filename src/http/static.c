@@ -260,9 +260,7 @@ static enum MHD_Result serve_catalog(req *r) {
 }
 
 enum MHD_Result web_static_serve(req *r, const char *method, const char *url) {
-    assert(web_static_match(url));
-    snprintf(r->path, sizeof r->path, "%s", url);
-    snprintf(r->method, sizeof r->method, "%s", method);
+    assert(r && method && web_static_match(url));
     r->route = -1; /* counted with the unrouted requests, not as an API route */
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
         return web_error(r, 405, "only GET and HEAD here\n");
