@@ -117,7 +117,7 @@ static void test_sighup_and_file_change_reload(void **state) {
     sed_policy("s/^version: carat-2026-11/version: carat-hup/");
     kill(p.pid, SIGHUP);
     bool seen = false;
-    for (int i = 0; i < 200 && !(seen = ready_label_is(p.port, "carat-hup")); i++) usleep(10000);
+    for (int i = 0; i < 1000 && !(seen = ready_label_is(p.port, "carat-hup")); i++) usleep(10000);
     assert_true(seen);
     /* a broken file: refused, the old version keeps serving */
     sed_policy("s/^version: carat-hup/version: carat-broken\\nnot_a_key: 1/");
@@ -128,7 +128,7 @@ static void test_sighup_and_file_change_reload(void **state) {
     /* fixing the file is picked up by the change check, no signal needed */
     sed_policy("/^not_a_key: 1/d");
     seen = false;
-    for (int i = 0; i < 300 && !(seen = ready_label_is(p.port, "carat-broken")); i++) usleep(10000);
+    for (int i = 0; i < 1000 && !(seen = ready_label_is(p.port, "carat-broken")); i++) usleep(10000);
     assert_true(seen);
     int status = stop(&p, SIGTERM);
     assert_true(WIFEXITED(status));
