@@ -126,6 +126,35 @@ async function noHorizontalScroll(page) {
   assert.ok(scroll <= inner, `page is ${scroll}px wide on a ${inner}px screen`);
 }
 
+// WCAG AA: every visible element with its own text has contrast ≥ 4.5:1 against the first
+// opaque background behind it.
+async function readableContrast(page) {
+  const bad = await page.evaluate(() => {
+    const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => [r, g, b].map((v) => {
+      const x = v / 255;
+      return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+    }).reduce((acc, v, i) => acc + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const background = (node) => {
+      for (let n = node; n; n = n.parentElement) {
+        const c = rgb(getComputedStyle(n).backgroundColor);
+        if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const out = [];
+    for (const node of document.querySelectorAll('body *')) {
+      const own = [...node.childNodes].some((c) => c.nodeType === 3 && c.textContent.trim());
+      if (!own || !node.checkVisibility()) continue;
+      const fg = lum(rgb(getComputedStyle(node).color)), bg = lum(background(node));
+      const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+      if (ratio < 4.5) out.push(`${node.tagName}.${node.className} "${node.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    }
+    return out;
+  });
+  assert.deepEqual(bad, [], 'text below 4.5:1 contrast');
+}
+
 // ---- tests ------------------------------------------------------------------------------
 
 test('pages and assets are served with their content types, cache headers and no secret', async () => {
@@ -188,6 +217,7 @@ test('a member who joined 2025-11-25 sees Nanobanana Pro 1K/2K unlimited and 4K 
   assert.ok(!page.url().includes(seed.tokenNov), 'the token must never be in the URL');
   assert.ok(await page.locator('#agent-note').isHidden(), 'no Carat Video benefit: no Agent 2.0 note');
   await noHorizontalScroll(page);
+  await readableContrast(page);
   await page.screenshot({ path: path.join(SHOTS, 'mycredits-en.png'), fullPage: true });
   assert.deepEqual(page.errors, []);
 });
@@ -295,5 +325,6 @@ test('the support console in Korean explains why a member did not qualify', asyn
   assert.equal(await page.locator('#charges tbody tr').count(), 1);        // Nanobanana Pro 1K, not Seedance
   assert.match(await row.locator('td.why').textContent(), /2025-11-21~2025-11-30/);
   assert.match(await page.locator('#benefit-list').textContent(), /carat-video-premium-1y/);
+  await readableContrast(page);
   await page.screenshot({ path: path.join(SHOTS, 'support-ko.png'), fullPage: true });
 });
