@@ -60,7 +60,7 @@ rc=0
 CG_URL="http://127.0.0.1:$port" \
 CG_ADMIN_KEY=$(sed -n 's/^key: //p' <<<"$admin") \
 CG_SERVICE_KEY=$(sed -n 's/^key: //p' <<<"$service") \
-  timeout 120 node --test --test-concurrency=1 "$E2E/web.test.mjs" || rc=$?
+  timeout 120 node --test "$E2E/web.test.mjs" || rc=$?
 
 kill -TERM "$pid"
 wait "$pid" || { echo "test_web.sh: server exited with $?" >&2; cat "$tmp/serve.err" >&2; rc=1; }

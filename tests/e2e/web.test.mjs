@@ -17,7 +17,8 @@ const SHOTS = path.join(path.dirname(new URL(import.meta.url).pathname), 'screen
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 900 };
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage']; // containers often have a 64 MB /dev/shm
 const DAY_MS = 86400e3;
 
 assert.ok(BASE && ADMIN && SERVICE, 'run through test_web.sh (CG_URL, CG_ADMIN_KEY, CG_SERVICE_KEY)');
