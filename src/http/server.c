@@ -531,7 +531,13 @@ int cg_http_server_start(const cg_http_config *config, cg_http_server **out, cg_
     metrics_init(&srv->metrics);
     pthread_mutex_init(&srv->snap_lock, NULL);
     pthread_mutex_init(&srv->reload_lock, NULL);
-    pthread_rwlock_init(&srv->ledger_lock, NULL);
+    /* Writer preference: under steady charge load a reader-preferring lock would never let
+       a reload in. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&srv->ledger_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     json_object_seed(0); /* before any thread builds objects */
     int rc = open_log(srv, err);
     if (!rc) rc = keyring_load(&srv->keys, config->keys_path, config->token_secret_path, err);

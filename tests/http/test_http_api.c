@@ -643,6 +643,37 @@ static void test_reload_good_then_broken_keeps_old(void **state) {
     assert_int_equal(call("POST", "/v1/members/c1/tokens", service, "{}"), 201); /* ledger reopened */
 }
 
+static void *charge_loop(void *arg) {
+    int *bad = arg;
+    for (int i = 0; i < 40; i++) {
+        tc_response r = tc_request(port, "POST", "/v1/charges", service, NULL,
+                                   "{\"member_id\":\"rl\",\"model\":\"midjourney\"}");
+        if (r.status != 201) (*bad)++;
+        tc_free(&r);
+    }
+    return NULL;
+}
+
+/* The ledger is reopened over the new engine on reload: charges in flight finish, the ones
+ * arriving wait a moment, none fails, and the reload is not starved by the load. */
+static void test_reload_during_charges(void **state) {
+    (void)state;
+    put_member("rl", "plus", "monthly", "2025-11-25");
+    grant("rl", 100000);
+    int bad[4] = {0};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, charge_loop, &bad[i]);
+    cg_err err = {0};
+    for (int i = 0; i < 5; i++) {
+        assert_cg_ok(cg_http_server_reload(srv, &err), err);
+        usleep(10000);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(bad[i], 0);
+    }
+}
+
 /* ---- configuration ----------------------------------------------------------------------- */
 
 static void test_config_precedence_flags_env_file(void **state) {
@@ -703,6 +734,7 @@ int main(void) {
         cmocka_unit_test(test_charge_insufficient_402),
         cmocka_unit_test(test_metrics_count_decisions_and_charges),
         cmocka_unit_test(test_reload_good_then_broken_keeps_old),
+        cmocka_unit_test(test_reload_during_charges),
         cmocka_unit_test(test_config_precedence_flags_env_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
