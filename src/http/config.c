@@ -28,9 +28,9 @@ typedef struct opt {
 
 /* Every key, its range and meaning; --help prints this table. */
 static const opt opts[] = {
-    {"listen", OPT_LISTEN, 0, 0, 0, 0, "HOST:PORT to listen on (127.0.0.1:8080)"},
+    {"listen", OPT_LISTEN, 0, 0, 0, 0, "HOST:PORT to listen on (IPv4)"},
     {"policy", OPT_POLICY, 0, 0, 0, 0, "policy file; repeat for several versions"},
-    {"db", OPT_STR, OFF(db_path), SZ(db_path), 0, 0, "SQLite ledger file (data/creditgate.db)"},
+    {"db", OPT_STR, OFF(db_path), SZ(db_path), 0, 0, "SQLite ledger file ('' runs without a ledger)"},
     {"keys", OPT_STR, OFF(keys_path), SZ(keys_path), 0, 0,
      "service keys file: lines 'NAME ROLE SHA256HEX'"},
     {"token_secret", OPT_STR, OFF(token_secret_path), SZ(token_secret_path), 0, 0,
@@ -327,6 +327,13 @@ void cg_http_config_usage(void *file) {
         snprintf(flag, sizeof flag, "--%s", opts[i].key);
         for (char *p = flag + 2; *p; p++)
             if (*p == '_') *p = '-';
-        fprintf(out, "  %-26s %s\n", flag, opts[i].help);
+        char dflt[CG_HTTP_PATH_BYTES_MAX + 16] = "";
+        const char *field = (const char *)&d + opts[i].offset;
+        if (opts[i].type == OPT_LISTEN) snprintf(dflt, sizeof dflt, "%s:%u", d.listen_host, (unsigned)d.port);
+        else if (opts[i].type == OPT_POLICY) snprintf(dflt, sizeof dflt, "%s", d.policy_paths[0]);
+        else if (opts[i].type == OPT_STR) snprintf(dflt, sizeof dflt, "%s", field[0] ? field : "unset");
+        else if (opts[i].bytes == sizeof(int64_t)) snprintf(dflt, sizeof dflt, "%" PRId64, *(const int64_t *)(const void *)field);
+        else snprintf(dflt, sizeof dflt, "%d", *(const int *)(const void *)field);
+        fprintf(out, "  %-26s %s [%s]\n", flag, opts[i].help, dflt);
     }
 }

@@ -546,6 +546,9 @@ int cg_http_server_start(const cg_http_config *config, cg_http_server **out, cg_
         rc = snapshot_load(config, &srv->snap, err);
     }
     if (!rc) rc = open_ledger(srv, srv->snap, &srv->ledger, err);
+    if (!rc && srv->keys.count == 0)
+        cg_http_server_log(srv, "warning", "\"message\":\"no service keys (--keys): every /v1 call "
+                                           "without a member token is refused\"");
     if (!rc && read_openapi(srv))
         cg_http_server_log(srv, "warning", "\"message\":\"openapi document not found\"");
     if (!rc) rc = start_daemon(srv, err);
