@@ -8,7 +8,7 @@
  * date), the instant of use in UTC (each peer converts it to a Seoul date itself), the
  * generation model and variant, and creditgate's answer (unlimited, benefit id, credits).
  * Then times cg_engine_decide over the same prepared requests, single thread after a
- * warm-up pass, and prints one "result" line that bench/peers/run.sh reads. Agent 2.0
+ * warm-up pass (the best half-second window), and prints one "result" line that bench/peers/run.sh reads. Agent 2.0
  * routing is not a benefit rule, so the mix names its generation model directly. */
 #include <assert.h>
 #include <inttypes.h>
@@ -23,6 +23,7 @@
 #define PEERS_REQUESTS_MAX 10000000
 #define PEERS_LATENCY_SAMPLES 100000
 #define PEERS_ROUNDS_MIN 5
+#define PEERS_WINDOW_S 0.5
 
 typedef struct mix_opts {
     int64_t requests;
@@ -204,6 +205,32 @@ static double p99_ns(const cg_engine *engine, const cg_request *prepared, int64_
     return v;
 }
 
+/* Decisions/s of the best PEERS_WINDOW_S window over `seconds` of whole passes: the machine
+ * is shared, and the peers' rows (peers.js) are taken the same way. */
+static double best_rate(const cg_engine *engine, const cg_request *prepared, int64_t n,
+                        double seconds, int64_t *checksum) {
+    cg_decision d;
+    double best = 0, t0 = now_s(), w0 = t0;
+    int64_t in_window = 0, rounds = 0;
+    while (rounds < PEERS_ROUNDS_MIN || now_s() - t0 < seconds) {
+        for (int64_t i = 0; i < n; i++) {
+            cg_engine_decide(engine, &prepared[i], &d);
+            *checksum += d.total_credits;
+        }
+        rounds++;
+        in_window += n;
+        double t = now_s();
+        if (t - w0 >= PEERS_WINDOW_S) {
+            if ((double)in_window / (t - w0) > best) best = (double)in_window / (t - w0);
+            w0 = t;
+            in_window = 0;
+        }
+    }
+    if (best == 0) best = (double)in_window / (now_s() - w0);
+    assert(best > 0);
+    return best;
+}
+
 int main(int argc, char **argv) {
     mix_opts o;
     parse_opts(argc, argv, &o);
@@ -219,17 +246,8 @@ int main(int argc, char **argv) {
     if (!prepared) return 1;
     int64_t unlimited = build_mix(&engine, &o, prepared); /* also the warm-up pass */
 
-    cg_decision d;
-    int64_t checksum = 0, rounds = 0;
-    double t0 = now_s();
-    while (rounds < PEERS_ROUNDS_MIN || now_s() - t0 < o.seconds) {
-        for (int64_t i = 0; i < o.requests; i++) {
-            cg_engine_decide(&engine, &prepared[i], &d);
-            checksum += d.total_credits;
-        }
-        rounds++;
-    }
-    double rate = (double)rounds * (double)o.requests / (now_s() - t0);
+    int64_t checksum = 0;
+    double rate = best_rate(&engine, prepared, o.requests, o.seconds, &checksum);
     printf("result peer=creditgate requests=%" PRId64 " unlimited=%" PRId64
            " decisions_per_s=%.0f p99_us=%.3f checksum=%" PRId64 " mix=%s\n", o.requests,
            unlimited, rate, p99_ns(&engine, prepared, o.requests) / 1e3, checksum, o.out_path);

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# run.sh — issue 8 in one run (`make bench` calls it after the per-figure programs): creditgate
+# against the engines and ledgers a team would pick instead, on this machine, with agreement.
+#   1. $BUILD/bench/peers writes the 100,000-request mix with creditgate's answers and times
+#      creditgate's in-process decisions on it;
+#   2. peers.js runs Cedar, GoRules ZEN and json-rules-engine on the same mix: every answer
+#      compared with creditgate's (any disagreement fails the run), then decisions/s and p99;
+#   3. http_quote.sh: `creditgate serve`, POST /v1/quote under wrk on the same mix;
+#   4. bench/ledger's figures (creditgate's durable ledger, 1 and 64 callers; LEDGER_OUT names
+#      its output when make has just run it) and ledger_peers.sh: Redis and PostgreSQL;
+#   5. one table and the goals (report.awk), written to bench/RESULTS.md under
+#      "## Peers (issue 8)", and PNG charts under bench/results/ (charts.gp, gnuplot).
+# What is not installed is skipped and named. Exit status 1 on any disagreement or failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+REQUESTS=${PEERS_REQUESTS:-100000}
+SECONDS_PER_RUN=${PEERS_SECONDS:-5}
+WORK=$BUILD/bench/peers-work
+RESULTS=$WORK/results.txt
+CHARTS=bench/results
+failed=0
+rm -rf "$WORK"; mkdir -p "$WORK"
+
+machine() {
+  local cpu
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+  echo "machine: $(uname -s) $(uname -m), ${cpu:-unknown cpu}, $(nproc) cpus, $(date -u +%Y-%m-%d)" \
+       "(shared and noisy: compare ratios within one run)"
+}
+step() { echo "== bench/peers: $*"; }
+machine | tee "$RESULTS"
+
+step "mix of $REQUESTS requests and creditgate in-process"
+[ -x "$BUILD/bench/peers" ] || make -s BUILD="$BUILD" "$BUILD/bench/peers" || exit 1
+"$BUILD/bench/peers" --requests "$REQUESTS" --out "$WORK/mix.jsonl" --seconds 2 >"$WORK/creditgate.txt" || exit 1
+sed 's/$/ label="creditgate engine, in-process (cg_engine_decide)"/' "$WORK/creditgate.txt" | tee -a "$RESULTS"
+
+step "peer engines (Cedar, GoRules ZEN, json-rules-engine), agreement on all $REQUESTS"
+if command -v node >/dev/null && [ -d bench/peers/node_modules ]; then
+  node bench/peers/peers.js --mix "$WORK/mix.jsonl" --seconds "$SECONDS_PER_RUN" | tee "$WORK/peers.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+  grep '^result' "$WORK/peers.txt" >>"$RESULTS"
+else
+  echo "note: peer engines skipped — need node and: npm ci --prefix bench/peers"
+fi
+
+step "HTTP quote endpoint"
+bench/peers/http_quote.sh "$BUILD" "$WORK/mix.jsonl" "$WORK/http" "$SECONDS_PER_RUN" | tee "$WORK/http.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+grep '^result' "$WORK/http.txt" >>"$RESULTS"
+
+step "creditgate's durable ledger (bench/ledger: SQLite WAL, group commit)"
+if [ -z "${LEDGER_OUT:-}" ] || [ ! -s "$LEDGER_OUT" ]; then
+  LEDGER_OUT=$WORK/ledger.txt
+  make -s BUILD="$BUILD" "$BUILD/bench/ledger" && "$BUILD/bench/ledger" --seconds "$SECONDS_PER_RUN" --dir "$WORK" >"$LEDGER_OUT" || failed=1
+else
+  echo "(figures from this run's $LEDGER_OUT)"
+fi
+# Its group-commit lines: "   64 callers:   2312 pairs/s  p50 12.50 ms  p99 341.66 ms ..."; a
+# pair is a charge (quote + hold) and its capture, two durable commits.
+awk '/^group commit/ { on = 1 } /^naive/ { on = 0 } on && $2 == "callers:" {
+       printf "result peer=creditgate-ledger callers=%d charges_per_s=%s p99_ms=%s label=\"creditgate ledger (charge+capture pairs)\"\n", $1, $3, $9 }' \
+  "$LEDGER_OUT" | tee -a "$RESULTS"
+
+step "ledger peers (Redis, PostgreSQL)"
+bench/peers/ledger_peers.sh "$WORK/ledger-peers" "$SECONDS_PER_RUN" | tee "$WORK/ledger-peers.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+grep '^result' "$WORK/ledger-peers.txt" >>"$RESULTS"
+
+step "table"
+awk -v DATA="$WORK" -f bench/peers/report.awk "$RESULTS" | tee "$WORK/table.txt"
+grep -q '^DISAGREEMENT' "$WORK"/*.txt "$WORK"/http/*.txt 2>/dev/null && failed=1
+
+if command -v gnuplot >/dev/null && [ -s "$WORK/decisions.dat" ]; then
+  mkdir -p "$CHARTS"
+  gnuplot -e "DATA='$WORK'; OUT='$CHARTS'; REQUESTS='$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$REQUESTS")';
+              MACHINE='$(machine | sed "s/^machine: //; s/ (shared.*//; s/'//g")'" bench/peers/charts.gp &&
+    echo "charts: $CHARTS/decisions.png $CHARTS/charges.png"
+else
+  echo "note: charts skipped — apt-get install gnuplot-nox"
+fi
+
+# bench/RESULTS.md: replace (or add) only the "## Peers (issue 8)" section.
+{
+  echo "## Peers (issue 8)"
+  echo
+  echo "Command: \`make bench\` (this section: \`BUILD=build bench/peers/run.sh\`, run from the repository"
+  echo "root). Charts: [decisions](results/decisions.png), [charges](results/charges.png)."
+  echo
+  echo '```'
+  cat "$WORK/table.txt"
+  echo '```'
+  echo
+  cat bench/peers/RESULTS-notes.md
+} >"$WORK/section.md"
+awk -v sec="$WORK/section.md" '
+  function put(   l) { while ((getline l < sec) > 0) print l; done = 1 }
+  /^## Peers \(issue 8\)/ { put(); skip = 1; next }
+  skip && /^## / { skip = 0; print "" }
+  !skip { print }
+  END { if (!done) { print ""; put() } }' bench/RESULTS.md >"$WORK/RESULTS.md" && cp "$WORK/RESULTS.md" bench/RESULTS.md
+echo "written: bench/RESULTS.md (## Peers (issue 8))"
+[ "$failed" -eq 0 ] || echo "bench/peers: FAILED (see above)"
+exit "$failed"
