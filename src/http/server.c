@@ -182,14 +182,37 @@ int fail_err(req *r, const cg_err *err) {
     return status;
 }
 
+/* Dumps into one buffer sized for the common answer, so jansson's growing string buffer
+ * (16 bytes, doubling) does not realloc half a dozen times per response. */
+#define RESPONSE_GUESS_BYTES 2048
+static char *json_render(const json_t *body, size_t *bytes) {
+    char *buf = malloc(RESPONSE_GUESS_BYTES);
+    if (!buf) return NULL;
+    size_t need = json_dumpb(body, buf, RESPONSE_GUESS_BYTES, JSON_COMPACT);
+    if (need == 0) {
+        free(buf);
+        return NULL;
+    }
+    if (need > RESPONSE_GUESS_BYTES) {
+        char *bigger = realloc(buf, need);
+        if (!bigger) {
+            free(buf);
+            return NULL;
+        }
+        buf = bigger;
+        need = json_dumpb(body, buf, need, JSON_COMPACT);
+    }
+    *bytes = need;
+    return buf;
+}
+
 static enum MHD_Result send_response(req *r) {
     char *text = NULL;
     size_t bytes = 0;
     enum MHD_ResponseMemoryMode mode = MHD_RESPMEM_PERSISTENT;
     if (r->out) {
-        text = json_dumps(r->out, JSON_COMPACT);
+        text = json_render(r->out, &bytes);
         if (!text) return MHD_NO;
-        bytes = strlen(text);
         mode = MHD_RESPMEM_MUST_FREE;
         r->content_type = "application/json";
     } else if (r->out_text_owned) {
