@@ -74,7 +74,7 @@ void cg_http_config_defaults(cg_http_config *config) {
     snprintf(config->openapi_path, sizeof config->openapi_path, "docs/openapi.yaml");
     snprintf(config->access_log_path, sizeof config->access_log_path, "-");
     config->token_ttl_s = 900;
-    config->threads = 4;
+    config->threads = 32; /* ledger calls block a thread until their group commit */
     config->body_bytes_max = 64 * 1024;
     config->header_bytes_max = 16 * 1024;
     config->json_depth_max = 8;
