@@ -3,13 +3,13 @@
 # bundled policy and the SQLite ledger under ./data, seeds demo members that cover the help
 # page's cases, prints an admin key, a service key and curl examples, then stays in the
 # foreground until Ctrl-C (which drains the server: SIGTERM).
+# CREDITGATE_LISTEN and CREDITGATE_DATA override the address and the data folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=$BUILD/creditgate
-LISTEN=${CREDITGATE_LISTEN:-127.0.0.1:8080}
-URL=http://$LISTEN
-DATA=data
+LISTEN=${CREDITGATE_LISTEN:-127.0.0.1:8080}   # port 0: any free port (tests)
+DATA=${CREDITGATE_DATA:-data}
 mkdir -p "$DATA"
 chmod 700 "$DATA"
 command -v curl >/dev/null || { echo "run.sh: needs curl (apt-get install curl)" >&2; exit 1; }
@@ -35,11 +35,16 @@ source "$DATA/demo-keys.txt"
   >"$DATA/serve.out" 2>>"$DATA/serve.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' INT TERM
-for _ in $(seq 100); do
-  curl -fs "$URL/readyz" >/dev/null 2>&1 && break
+# The server's first stdout line names the port it bound.
+port=
+for _ in $(seq 200); do
+  port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$DATA/serve.out" 2>/dev/null | head -1)
+  [ -n "$port" ] && break
   kill -0 $pid 2>/dev/null || { echo "run.sh: server exited; see $DATA/serve.log" >&2; tail -5 "$DATA/serve.log" >&2; exit 1; }
   sleep 0.1
 done
+[ -n "$port" ] || { echo "run.sh: server did not start; see $DATA/serve.log" >&2; kill -TERM $pid; exit 1; }
+URL=http://${LISTEN%:*}:$port
 
 call() { # METHOD PATH KEY BODY [IDEMPOTENCY-KEY]
   curl -fsS -X "$1" "$URL$2" -H "Authorization: Bearer $3" -H 'Content-Type: application/json' \
