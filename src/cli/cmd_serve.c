@@ -85,7 +85,6 @@ int cli_cmd_serve(int argc, char **argv) {
            config.listen_host, (unsigned)cg_http_server_port(srv), label);
     fflush(stdout);
     run_until_stopped(srv, &config, &set);
-    cg_http_server_stop(srv);
-    fprintf(stderr, "{\"event\":\"stopped\"}\n");
+    cg_http_server_stop(srv); /* logs "stopped" once every acknowledged write is committed */
     return 0;
 }

@@ -440,13 +440,14 @@ static void access_log(cg_http_server *srv, req *r, const char *method, const ch
     char path[CG_HTTP_PATH_BYTES_MAX / 2], member[CG_HTTP_ID_BYTES_MAX * 2];
     json_escape_into(path, sizeof path, url);
     json_escape_into(member, sizeof member, r->member_id[0] ? r->member_id : r->who.member_id);
-    char line[1024];
+    char line[1024], ts[CG_RFC3339_TEXT_BYTES];
+    cg_time_format(r->started_at_us, 0, ts, sizeof ts); /* UTC */
     int n = snprintf(line, sizeof line,
-                     "{\"ts_us\":%" PRId64 ",\"event\":\"request\",\"request_id\":\"%s\","
+                     "{\"ts\":\"%s\",\"ts_us\":%" PRId64 ",\"event\":\"request\",\"request_id\":\"%s\","
                      "\"method\":\"%s\",\"route\":\"%s\",\"path\":%s,\"status\":%d,"
                      "\"latency_us\":%" PRId64 ",\"member_id\":%s,\"key\":\"%s\",\"role\":\"%s\","
                      "\"bytes_in\":%zu,\"replayed\":%s}\n",
-                     r->started_at_us, r->request_id, method,
+                     ts, r->started_at_us, r->request_id, method,
                      r->route >= 0 ? routes[r->route].pattern : "unmatched", path, r->status,
                      latency_us, member, r->who.name, role_name(r->who.role), r->body_bytes,
                      r->replayed ? "true" : "false");
@@ -479,9 +480,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 void cg_http_server_log(cg_http_server *srv, const char *event, const char *json_members) {
     if (!srv || srv->log_fd < 0) return;
-    char line[2048];
-    int n = snprintf(line, sizeof line, "{\"ts_us\":%" PRId64 ",\"event\":\"%s\"%s%s}\n",
-                     cg_time_now_us(), event, json_members && *json_members ? "," : "",
+    char line[2048], ts[CG_RFC3339_TEXT_BYTES];
+    int64_t now_us = cg_time_now_us();
+    cg_time_format(now_us, 0, ts, sizeof ts);
+    int n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"ts_us\":%" PRId64 ",\"event\":\"%s\"%s%s}\n",
+                     ts, now_us, event, json_members && *json_members ? "," : "",
                      json_members ? json_members : "");
     if (n > 0 && (size_t)n < sizeof line) {
         ssize_t w = write(srv->log_fd, line, (size_t)n);
@@ -683,6 +686,7 @@ void cg_http_server_stop(cg_http_server *srv) {
     if (srv->daemon) drain(srv);
     cg_ledger_close(srv->ledger); /* applies and commits everything acknowledged */
     srv->ledger = NULL;
+    if (srv->snap) cg_http_server_log(srv, "stopped", NULL); /* only a server that started */
     snapshot_release(srv->snap);
     free(srv->openapi_text);
     metrics_free(&srv->metrics);
