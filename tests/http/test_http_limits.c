@@ -4,6 +4,7 @@
 #include "testlib.h"
 
 #include <poll.h>
+#include <pthread.h>
 
 #include "creditgate/http.h"
 #include "http/client.h"
@@ -139,12 +140,65 @@ static void test_grant_idempotent_and_open_grant_limit_422(void **state) {
     cg_http_server_stop(srv);
 }
 
+static void *stop_thread(void *arg) {
+    cg_http_server_stop(arg);
+    return NULL;
+}
+
+static bool read_until(int fd, const char *needle, char *buf, size_t bytes) {
+    size_t len = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    while (len + 1 < bytes && poll(&p, 1, 5000) == 1) {
+        ssize_t n = recv(fd, buf + len, bytes - len - 1, 0);
+        if (n <= 0) break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, needle)) return true;
+    }
+    return false;
+}
+
+/* SIGTERM's drain: the listener closes at once, readiness turns 503 on open connections, and a
+ * request already in flight still gets its answer before the server goes. */
+static void test_drain_finishes_in_flight_and_reports_unready(void **state) {
+    (void)state;
+    cg_http_server *srv = start(30, 100, false);
+    unsigned port = cg_http_server_port(srv);
+    int busy = tc_connect(port), idle = tc_connect(port);
+    assert_true(busy >= 0 && idle >= 0);
+    char head[512];
+    int n = snprintf(head, sizeof head, "POST /v1/quote HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 120\r\n\r\n{\"member\":", service);
+    assert_true(tc_write_all(busy, head, (size_t)n)); /* half a body: in flight */
+    usleep(100000);
+    pthread_t t;
+    pthread_create(&t, NULL, stop_thread, srv);
+    usleep(200000);
+    assert_true(tc_connect(port) < 0); /* no longer accepting */
+    const char *ready = "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_true(tc_write_all(idle, ready, strlen(ready)));
+    char buf[2048];
+    assert_true(read_until(idle, "unavailable", buf, sizeof buf));
+    assert_non_null(strstr(buf, "503"));
+    assert_non_null(strcasestr(buf, "Connection: close"));
+    const char *rest = "{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\"},\"model\":\"sora\"}";
+    char body_tail[128];
+    snprintf(body_tail, sizeof body_tail, "%-*s", 120 - 10, rest); /* pad to Content-Length */
+    assert_true(tc_write_all(busy, body_tail, strlen(body_tail)));
+    assert_true(read_until(busy, "total_credits", buf, sizeof buf));
+    assert_non_null(strstr(buf, "200 OK"));
+    pthread_join(t, NULL);
+    close(busy);
+    close(idle);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stalled_request_times_out),
         cmocka_unit_test(test_connection_cap),
         cmocka_unit_test(test_without_ledger_money_calls_are_503),
         cmocka_unit_test(test_grant_idempotent_and_open_grant_limit_422),
+        cmocka_unit_test(test_drain_finishes_in_flight_and_reports_unready),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
