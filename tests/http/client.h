@@ -98,7 +98,8 @@ static inline tc_response tc_raw(unsigned port, const char *request, size_t byte
 static inline tc_response tc_request(unsigned port, const char *method, const char *path,
                                      const char *auth, const char *extra, const char *body) {
     size_t body_bytes = body ? strlen(body) : 0;
-    size_t cap = body_bytes + 4096 + (extra ? strlen(extra) : 0);
+    size_t cap = body_bytes + 4096 + strlen(path) + (auth ? strlen(auth) : 0) +
+                 (extra ? strlen(extra) : 0);
     char *req = malloc(cap);
     int n = snprintf(req, cap,
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s%s%s"
@@ -106,6 +107,7 @@ static inline tc_response tc_request(unsigned port, const char *method, const ch
                      method, path, auth ? "Authorization: Bearer " : "", auth ? auth : "",
                      auth ? "\r\n" : "", body ? "Content-Type: application/json\r\n" : "",
                      extra ? extra : "", body_bytes);
+    if (n < 0 || (size_t)n + body_bytes >= cap) abort(); /* the sizing above is wrong */
     memcpy(req + n, body ? body : "", body_bytes);
     tc_response r = tc_raw(port, req, (size_t)n + body_bytes);
     free(req);
