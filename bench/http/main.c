@@ -309,7 +309,9 @@ int main(int argc, char **argv) {
     seed(cg_http_server_port(srv));
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", cg_http_server_port(srv));
     snprintf(script, sizeof script, "%s/charge.lua", dir);
+    double c0 = proc_cpu_us(getpid());
     wrk_result charge = run_wrk(64, seconds, script, url);
+    double cpu_charge_us = (proc_cpu_us(getpid()) - c0) / (charge.rps * seconds);
     row("POST /v1/charges (durable)", &charge, 64);
     cg_http_server_stop(srv);
     tc_rmdir(dir);
@@ -322,6 +324,7 @@ int main(int argc, char **argv) {
     printf("quote p99 at %.0f req/s (%.0f%% of peak): %.2f ms (goal < 2 ms: %s)\n", half.rps,
            quote.rps > 0 ? 100 * half.rps / quote.rps : 0, half.p99_ms,
            half.p99_ms < 2.0 ? "MET" : "NOT MET");
+    printf("server CPU per charge (HTTP + ledger + SQLite): %.1f us\n", cpu_charge_us);
     printf("durable charges: %.0f/s (goal >= 20,000/s: %s)\n", charge.rps,
            charge.rps >= 20000 ? "MET" : "NOT MET");
     printf("server threads: quote %d, charges %d\n", quote_threads, charge_threads);
