@@ -444,7 +444,17 @@ static void test_member_routes(void **state) {
     assert_int_equal(call("PUT", "/v1/members/m1", service,
                           "{\"plan\":\"premium\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\","
                           "\"effective_at\":\"2026-01-01\"}"), 200);
-    tc_response r = tc_request(port, "GET", "/v1/members/m1", service, NULL, NULL);
+    /* PUT honours Idempotency-Key like every mutating call */
+    const char *put = "{\"plan\":\"pro\",\"billing\":\"monthly\",\"joined\":\"2025-11-10\",\"effective_at\":\"2025-11-10\"}";
+    tc_response r = tc_request(port, "PUT", "/v1/members/idem", service, "Idempotency-Key: put-1\r\n", put);
+    expect(&r, 200, NULL);
+    r = tc_request(port, "PUT", "/v1/members/idem", service, "Idempotency-Key: put-1\r\n", put);
+    assert_true(tc_has_header(&r, "Idempotent-Replayed: true"));
+    expect(&r, 200, NULL);
+    r = tc_request(port, "PUT", "/v1/members/idem", service, "Idempotency-Key: put-1\r\n",
+                   "{\"plan\":\"max\",\"billing\":\"monthly\",\"joined\":\"2025-11-10\"}");
+    expect(&r, 409, NULL);
+    r = tc_request(port, "GET", "/v1/members/m1", service, NULL, NULL);
     json_t *j = body_json(&r);
     assert_string_equal(json_string_value(json_object_get(j, "plan")), "premium");
     assert_int_equal(json_array_size(json_object_get(j, "versions")), 2);
