@@ -333,6 +333,8 @@ static int request_begin(req *r, const char *method, const char *url) {
         return fail(r, 405, "method_not_allowed", "", "%s is not allowed here", method);
     }
     const route *rt = &routes[r->route];
+    int status = authorize(r, rt); /* before anything else: strangers learn nothing more */
+    if (status) return status;
     if (rt->has_body) {
         const char *cl = header_value(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoll(cl, NULL, 10) > r->srv->config.body_bytes_max)
@@ -347,7 +349,7 @@ static int request_begin(req *r, const char *method, const char *url) {
         return fail(r, 400, "unknown_field", q.bad, "unknown query parameter '%s'", q.bad);
     if (rt->auth != AUTH_PUBLIC && strchr(rt->pattern, '{') && !id_valid(r->params[0]))
         return fail(r, 400, "invalid", "id", "ids are 1-63 characters of A-Z a-z 0-9 . _ : @ -");
-    return authorize(r, rt);
+    return 0;
 }
 
 static void body_append(req *r, const char *data, size_t bytes) {

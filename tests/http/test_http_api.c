@@ -365,6 +365,10 @@ static void test_auth_missing_wrong_and_role(void **state) {
     expect(&r, 401, NULL);
     r = tc_request(port, "GET", "/v1/members/a1", "cgk_not-a-real-key", NULL, NULL);
     expect(&r, 401, NULL);
+    /* a stranger is refused before its body is even looked at */
+    r = tc_raw(port, "POST /v1/quote HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Content-Type: text/plain\r\nContent-Length: 999999\r\n\r\n", 105);
+    expect(&r, 401, NULL);
     r = tc_request(port, "GET", "/v1/members/a1", NULL, "Authorization: Basic Zm9vOmJhcg==\r\n", NULL);
     expect(&r, 401, NULL);
     put_member("a1", "plus", "monthly", "2025-11-25");
