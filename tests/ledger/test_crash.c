@@ -75,7 +75,7 @@ static void run_child(const char *dsn, int fd) {
 static void test_acknowledged_calls_survive_kill_9(void **state) {
     cg_ledger *l = *state;
     for (int m = 0; m < 4; m++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "m%d", m);
         put_member(l, id, "free", "monthly", T0 - DAY_US, 0);
         grant_full(l, id, CG_CREDITS_MAX, CG_CATEGORY_PAID, -1, 0, 0);
