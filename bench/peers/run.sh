@@ -69,7 +69,13 @@ bench/peers/ledger_peers.sh "$WORK/ledger-peers" "$SECONDS_PER_RUN" | tee "$WORK
 grep '^result' "$WORK/ledger-peers.txt" >>"$RESULTS"
 
 step "table"
-awk -v DATA="$WORK" -f bench/peers/report.awk "$RESULTS" | tee "$WORK/table.txt"
+{
+  awk -v DATA="$WORK" -f bench/peers/report.awk "$RESULTS"
+  # What the agreement covered: creditgate's answers on the mix, by benefit.
+  grep -o '"benefit":[^,]*' "$WORK/mix.jsonl" | sort | uniq -c | sort -rn |
+    awk -v n="$REQUESTS" '{ b = $2; sub(/^"benefit":/, "", b); gsub(/"/, "", b); if (b == "null") b = "charged"
+                            s = s (s ? ", " : "") b " " $1 } END { print "mix (" n " requests, creditgate'"'"'s answers): " s }' | fold -s -w 100
+} | tee "$WORK/table.txt"
 grep -q '^DISAGREEMENT' "$WORK"/*.txt "$WORK"/http/*.txt 2>/dev/null && failed=1
 
 if command -v gnuplot >/dev/null && [ -s "$WORK/decisions.dat" ]; then
