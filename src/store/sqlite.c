@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -20,9 +21,11 @@
 
 #define SQLITE_CACHE_KIB 65536       /* page cache bound: memory stays flat with 1M members */
 #define SQLITE_BUSY_TIMEOUT_MS 5000
-/* Checkpoint after this many WAL pages: rarer checkpoints write a hot page once instead of
- * once per 1000 pages (SQLite's default), and the WAL stays bounded (~40 MiB). */
+/* Checkpoint (on the checkpointer thread) once the WAL holds this many pages: rarer
+ * checkpoints write a hot page once instead of once per 1000 pages (SQLite's default). */
 #define SQLITE_WAL_CHECKPOINT_PAGES 10000
+/* ... and on the writer itself beyond this, so the WAL stays bounded (~400 MiB). */
+#define SQLITE_WAL_HARD_PAGES 100000
 #define SQLITE_WAL_KEEP_BYTES (64 * 1024 * 1024)
 
 /* Migration i brings the schema from version i to i + 1. Append only; never edit one. */
@@ -151,6 +154,14 @@ typedef struct sqlite_store {
     cg_store base; /* first: a cg_store* is a sqlite_store* */
     sqlite3 *db;
     int wal_fd;    /* our own descriptor on PATH-wal for sync; -1 for :memory: */
+    /* The checkpointer: a second connection that copies WAL pages into the database file on
+     * its own thread, so the writer never stalls on a checkpoint's writes and fsyncs. */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    bool ckpt_wanted, ckpt_stop;
     sqlite3_stmt *st[ST_COUNT];
 } sqlite_store;
 
@@ -745,9 +756,23 @@ static int sq_count_entries(cg_store *store, int64_t *entries, cg_err *err) {
 
 /* ---- open / close ---- */
 
+static void ckpt_stop(sqlite_store *s) {
+    if (!s->ckpt_started) return;
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_stop = true;
+    pthread_cond_signal(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    pthread_join(s->ckpt_thread, NULL);
+    s->ckpt_started = false;
+}
+
 static void sq_close(cg_store *store) {
     if (!store) return;
     sqlite_store *s = from(store);
+    ckpt_stop(s);
+    sqlite3_close(s->ckpt_db);
+    pthread_cond_destroy(&s->ckpt_cv);
+    pthread_mutex_destroy(&s->ckpt_mu);
     if (s->wal_fd >= 0) close(s->wal_fd);
     for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
@@ -786,6 +811,52 @@ static const cg_store_ops sqlite_ops = {
     .scan_charges = sq_scan_charges,
     .count_entries = sq_count_entries,
 };
+
+static void *ckpt_main(void *arg) {
+    sqlite_store *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    while (!s->ckpt_stop) {
+        if (!s->ckpt_wanted) {
+            pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
+            continue;
+        }
+        s->ckpt_wanted = false;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        /* PASSIVE never blocks the writer; what it cannot copy now, the next pass will. */
+        sqlite3_wal_checkpoint_v2(s->ckpt_db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&s->ckpt_mu);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
+
+/* After every commit (writer thread): past the soft size, wake the checkpointer; past the
+ * hard size (the checkpointer cannot keep up), checkpoint here so the WAL stays bounded. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages) {
+    sqlite_store *s = arg;
+    if (pages >= SQLITE_WAL_HARD_PAGES) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (pages >= SQLITE_WAL_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_wanted = true;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
+
+static int ckpt_start(sqlite_store *s, const char *path, cg_err *err) {
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &s->ckpt_db, flags, NULL) != SQLITE_OK)
+        return cg_err_set(err, CG_EIO, "cannot open the checkpoint connection to %s", path);
+    sqlite3_busy_timeout(s->ckpt_db, SQLITE_BUSY_TIMEOUT_MS);
+    sqlite3_exec(s->ckpt_db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0)
+        return cg_err_set(err, CG_ENOMEM, "cannot start the checkpoint thread");
+    s->ckpt_started = true;
+    sqlite3_wal_hook(s->db, wal_hook, s); /* replaces SQLite's auto-checkpoint */
+    return CG_OK;
+}
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {
     char *msg = NULL;
@@ -859,6 +930,7 @@ static int configure(sqlite_store *s, bool memory, cg_err *err) {
         s->wal_fd = open(wal, O_RDWR | O_CLOEXEC);
         if (s->wal_fd < 0)
             return cg_err_set(err, CG_EIO, "cannot open %s for syncing: %s", wal, strerror(errno));
+        if ((rc = ckpt_start(s, sqlite3_db_filename(s->db, "main"), err))) return rc;
     }
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -879,6 +951,8 @@ int cg_store_sqlite_open(const char *path, cg_store **out, cg_err *err) {
     if (!s) return cg_err_set(err, CG_ENOMEM, "out of memory opening %s", path);
     s->base.ops = &sqlite_ops;
     s->wal_fd = -1;
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
     /* NOMUTEX: the ledger guarantees one thread at a time on this connection. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
