@@ -356,6 +356,46 @@ static void test_content_type_must_be_json(void **state) {
     expect(&r, 415, NULL);
 }
 
+/* Random damage to valid bodies (flipped, dropped, inserted bytes, truncation): every answer is
+ * a 2xx or a 4xx JSON error, never a 5xx or a dropped connection. Seeded, so repeatable. */
+static void test_mangled_bodies_never_500(void **state) {
+    (void)state;
+    static const char *const seeds[] = {
+        "{\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\"},\"model\":\"Nanobanana Pro\",\"variant\":\"2k\",\"count\":2}",
+        "{\"member\":{\"plan\":\"premium\",\"billing\":\"annual\",\"joined\":\"2026-03-01T10:00:00+09:00\"},\"agent\":{\"model\":\"soul\",\"kind\":\"video\",\"prompt\":\"\\ud55c \\\"LTX\\\"\"},\"lang\":\"ko\"}",
+    };
+    static const char junk[] = "{}[]\":,\\0123456789eE.-+ntfaluxyz\x01\xff\xc3";
+    unsigned seed = 12345;
+    for (int i = 0; i < 400; i++) {
+        const char *base = seeds[i % 2];
+        char body[512];
+        size_t len = strlen(base);
+        memcpy(body, base, len + 1);
+        int edits = 1 + (int)(rand_r(&seed) % 4);
+        for (int e = 0; e < edits && len > 2; e++) {
+            size_t at = (size_t)rand_r(&seed) % len;
+            char c = junk[(size_t)rand_r(&seed) % (sizeof junk - 1)];
+            switch (rand_r(&seed) % 4) {
+            case 0: body[at] = c; break;                                           /* flip */
+            case 1: memmove(body + at, body + at + 1, len - at); len--; break;     /* drop */
+            case 2:
+                if (len + 1 < sizeof body) {                                       /* insert */
+                    memmove(body + at + 1, body + at, len - at + 1);
+                    body[at] = c;
+                    len++;
+                }
+                break;
+            default: body[at] = '\0'; len = at; break;                           /* truncate */
+            }
+        }
+        tc_response r = tc_request(port, "POST", "/v1/quote", service, NULL, body);
+        if (r.status < 200 || r.status >= 500 || (r.status >= 400 && !strstr(r.body, "\"error\"")))
+            fail_msg("mangled body %d gave %d: %s\nbody: %s", i, r.status, r.body ? r.body : "", body);
+        tc_free(&r);
+    }
+    assert_int_equal(call("GET", "/healthz", NULL, NULL), 200);
+}
+
 /* ---- auth -------------------------------------------------------------------------------- */
 
 static void test_auth_missing_wrong_and_role(void **state) {
@@ -742,6 +782,7 @@ int main(void) {
         cmocka_unit_test(test_quote_rejects_bad_fields_naming_them),
         cmocka_unit_test(test_quote_unknown_model_suggests),
         cmocka_unit_test(test_malformed_and_limits),
+        cmocka_unit_test(test_mangled_bodies_never_500),
         cmocka_unit_test(test_body_size_limit_413),
         cmocka_unit_test(test_header_size_limit),
         cmocka_unit_test(test_content_type_must_be_json),
