@@ -426,6 +426,7 @@ static void mint(const char *id, char *token, size_t bytes) {
     snprintf(path, sizeof path, "/v1/members/%s/tokens", id);
     tc_response r = tc_request(port, "POST", path, service, NULL, "{}");
     assert_int_equal(r.status, 201);
+    assert_true(tc_has_header(&r, "Cache-Control: no-store"));
     json_t *j = body_json(&r);
     snprintf(token, bytes, "%s", json_string_value(json_object_get(j, "token")));
     json_decref(j);

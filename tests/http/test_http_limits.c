@@ -99,6 +99,7 @@ static void test_without_ledger_money_calls_are_503(void **state) {
     tc_response r = tc_request(port, "POST", "/v1/charges", service, NULL,
                                "{\"member_id\":\"m\",\"model\":\"sora\"}");
     assert_int_equal(r.status, 503);
+    assert_true(tc_has_header(&r, "Retry-After: 1"));
     tc_free(&r);
     r = tc_request(port, "GET", "/v1/members/m/balance", service, NULL, NULL);
     assert_int_equal(r.status, 503);
