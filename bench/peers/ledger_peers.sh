@@ -11,9 +11,9 @@
 #
 #   bench/peers/ledger_peers.sh WORK [SECONDS] [MEMBERS]
 set -uo pipefail
-cd "$(dirname "$0")"
-HERE=$PWD
-WORK=$(mkdir -p "$1" && cd "$1" && pwd)
+WORK=$(mkdir -p "$1" && cd "$1" && pwd) || exit 1
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE"
 SECONDS_PER_RUN=${2:-5}
 MEMBERS=${3:-100000}
 CALLERS=(1 64)
@@ -69,6 +69,7 @@ bench_redis() {
   done
   echo "note: redis journal entries $(redis-cli -p "$redis_port" xlen journal), aof $(du -sh "$dir" | cut -f1)"
   redis_stop
+  rm -rf "$dir/appendonlydir" # the data; redis.log stays
 }
 
 # ---- PostgreSQL ----
@@ -115,6 +116,7 @@ bench_postgres() {
       "$c" "$tps" "$(pg_p99_ms "$dir/pgbench_log")" "$version"
   done
   pg_stop
+  rm -rf "$dir/data" "$dir"/pgbench_log.* # server.log stays
 }
 
 trap 'redis_stop; pg_stop' EXIT
