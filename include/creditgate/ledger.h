@@ -164,7 +164,8 @@ typedef struct cg_grant_input {
     const char *note;           /* may be NULL */
 } cg_grant_input;
 
-/* Adds credits. The member must exist. At most CG_GRANTS_OPEN_MAX open grants (CG_ELIMIT). */
+/* Adds credits. The member must exist. At most CG_GRANTS_OPEN_MAX open grants (CG_ELIMIT;
+ * a refund that needs a new `refund` grant is refused the same way). */
 int cg_ledger_grant(cg_ledger *ledger, const cg_grant_input *in, cg_grant *out, bool *replayed,
                     cg_err *err);
 
@@ -297,8 +298,9 @@ typedef struct cg_journal_entry {
     char note[CG_GRANT_NOTE_BYTES_MAX];     /* refund reason, grant note */
 } cg_journal_entry;
 
-/* One page of the member's journal, entries with seq > after_seq, oldest first. *next_seq is
- * the seq to pass as after_seq for the next page, 0 when this was the last page. */
+/* One page of the member's journal, entries with seq > after_seq, oldest first; limit is
+ * 1..CG_HISTORY_PAGE_MAX. *next_seq is the after_seq of the next page when the page came back
+ * full (that page may be empty), 0 when it came back short: the end. */
 int cg_ledger_history(cg_ledger *ledger, const char *member_id, int64_t after_seq, int limit,
                       cg_journal_entry *out, int *count, int64_t *next_seq, cg_err *err);
 

@@ -8,8 +8,7 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <jansson.h>
-#include <pthread.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -21,11 +20,11 @@
 
 #define SQLITE_CACHE_KIB 65536       /* page cache bound: memory stays flat with 1M members */
 #define SQLITE_BUSY_TIMEOUT_MS 5000
-/* Checkpoint (on the checkpointer thread) once the WAL holds this many pages: rarer
- * checkpoints write a hot page once instead of once per 1000 pages (SQLite's default). */
+/* Checkpoint once the WAL holds this many pages: rarer checkpoints write a hot page once
+ * instead of once per 1000 pages (SQLite's default). A checkpoint on a second connection and
+ * thread was tried: under steady writes it never finishes the WAL and re-copies pages, and on
+ * this 2-core machine it cost ~20% more CPU per call for no better p99 (bench/RESULTS.md). */
 #define SQLITE_WAL_CHECKPOINT_PAGES 10000
-/* ... and on the writer itself beyond this, so the WAL stays bounded (~400 MiB). */
-#define SQLITE_WAL_HARD_PAGES 100000
 #define SQLITE_WAL_KEEP_BYTES (64 * 1024 * 1024)
 
 /* Migration i brings the schema from version i to i + 1. Append only; never edit one. */
@@ -154,14 +153,6 @@ typedef struct sqlite_store {
     cg_store base; /* first: a cg_store* is a sqlite_store* */
     sqlite3 *db;
     int wal_fd;    /* our own descriptor on PATH-wal for sync; -1 for :memory: */
-    /* The checkpointer: a second connection that copies WAL pages into the database file on
-     * its own thread, so the writer never stalls on a checkpoint's writes and fsyncs. */
-    sqlite3 *ckpt_db;
-    pthread_t ckpt_thread;
-    bool ckpt_started;
-    pthread_mutex_t ckpt_mu;
-    pthread_cond_t ckpt_cv;
-    bool ckpt_wanted, ckpt_stop;
     sqlite3_stmt *st[ST_COUNT];
 } sqlite_store;
 
@@ -408,79 +399,113 @@ static int sq_grants_due(cg_store *store, int64_t now_us, cg_store_ref *out, int
     return list_refs(from(store), ST_GRANTS_DUE, now_us, out, max, count, err);
 }
 
-/* ---- charges: items and parts are JSON text columns (written once / per settle) ---- */
+/* ---- charges: items and parts are text columns in a compact internal form ----
+ *
+ * Fields are separated by US (0x1f) and records by RS (0x1e), characters that never occur in
+ * ids or English reasons (they are replaced by spaces if they ever do). Not JSON: these two
+ * columns are written and read on every charge and capture, and a jansson round trip cost
+ * ~15 µs per pair of calls — a tenth of the ledger's CPU. The form belongs to this backend. */
 
-static char *items_dump(const cg_charge *c) {
-    json_t *arr = json_array();
+#define FIELD_SEP '\x1f'
+#define RECORD_SEP '\x1e'
+#define ITEMS_TEXT_BYTES_MAX (CG_DECISION_ITEMS_MAX * (CG_EXPLAIN_BYTES_MAX + 6 * CG_ID_BYTES_MAX + 96))
+#define PARTS_TEXT_BYTES_MAX (CG_CHARGE_PARTS_MAX * (CG_OBJECT_ID_BYTES_MAX + 80))
+
+typedef struct text_buf {
+    char *p;
+    size_t len, cap;
+} text_buf;
+
+static void put_text(text_buf *b, const char *text, char sep) {
+    for (const char *t = text; *t && b->len + 2 < b->cap; t++)
+        b->p[b->len++] = (*t == FIELD_SEP || *t == RECORD_SEP) ? ' ' : *t;
+    if (b->len + 1 < b->cap) b->p[b->len++] = sep;
+    b->p[b->len] = 0;
+}
+
+static void put_int(text_buf *b, int64_t v, char sep) {
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, v);
+    put_text(b, num, sep);
+}
+
+/* Reads one field up to sep into dst; returns the position after the separator. */
+static const char *get_text(const char *t, char *dst, size_t dst_bytes) {
+    size_t n = 0;
+    while (*t && *t != FIELD_SEP && *t != RECORD_SEP) {
+        if (n + 1 < dst_bytes) dst[n++] = *t;
+        t++;
+    }
+    dst[n] = 0;
+    return *t ? t + 1 : t;
+}
+
+static const char *get_int(const char *t, int64_t *v) {
+    char num[24];
+    t = get_text(t, num, sizeof num);
+    *v = strtoll(num, NULL, 10);
+    return t;
+}
+
+static void items_dump(const cg_charge *c, text_buf *b) {
     for (int i = 0; i < c->item_count; i++) {
         const cg_charge_item *it = &c->items[i];
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:I,s:b,s:I,s:s,s:s,s:s}", "kind",
-                                             it->kind, "model", it->model, "variant",
-                                             it->variant, "count", (json_int_t)it->count,
-                                             "unlimited", it->unlimited, "credits",
-                                             (json_int_t)it->credits, "benefit", it->benefit,
-                                             "reason_code", it->reason_code, "reason",
-                                             it->reason));
+        put_text(b, it->kind, FIELD_SEP);
+        put_text(b, it->model, FIELD_SEP);
+        put_text(b, it->variant, FIELD_SEP);
+        put_int(b, it->count, FIELD_SEP);
+        put_int(b, it->unlimited, FIELD_SEP);
+        put_int(b, it->credits, FIELD_SEP);
+        put_text(b, it->benefit, FIELD_SEP);
+        put_text(b, it->reason_code, FIELD_SEP);
+        put_text(b, it->reason, RECORD_SEP);
     }
-    char *text = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    return text;
 }
 
-static char *parts_dump(const cg_charge *c) {
-    json_t *arr = json_array();
+static void parts_dump(const cg_charge *c, text_buf *b) {
     for (int i = 0; i < c->part_count; i++) {
         const cg_charge_part *p = &c->parts[i];
-        json_array_append_new(arr, json_pack("[s,i,i,I,I,I]", p->grant_id, (int)p->source,
-                                             (int)p->category, (json_int_t)p->held,
-                                             (json_int_t)p->captured, (json_int_t)p->refunded));
+        put_text(b, p->grant_id, FIELD_SEP);
+        put_int(b, p->source, FIELD_SEP);
+        put_int(b, p->category, FIELD_SEP);
+        put_int(b, p->held, FIELD_SEP);
+        put_int(b, p->captured, FIELD_SEP);
+        put_int(b, p->refunded, RECORD_SEP);
     }
-    char *text = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    return text;
 }
 
-static void copy_str(char *dst, size_t dst_bytes, json_t *v) {
-    snprintf(dst, dst_bytes, "%s", json_is_string(v) ? json_string_value(v) : "");
-}
-
-static void items_load(cg_charge *c, const char *text) {
-    json_t *arr = json_loads(text ? text : "[]", 0, NULL);
-    size_t i;
-    json_t *o;
+static void items_load(cg_charge *c, const char *t) {
     c->item_count = 0;
-    json_array_foreach(arr, i, o) {
-        if (c->item_count == CG_DECISION_ITEMS_MAX) break;
+    while (t && *t && c->item_count < CG_DECISION_ITEMS_MAX) {
         cg_charge_item *it = &c->items[c->item_count++];
-        copy_str(it->kind, sizeof it->kind, json_object_get(o, "kind"));
-        copy_str(it->model, sizeof it->model, json_object_get(o, "model"));
-        copy_str(it->variant, sizeof it->variant, json_object_get(o, "variant"));
-        it->count = json_integer_value(json_object_get(o, "count"));
-        it->unlimited = json_is_true(json_object_get(o, "unlimited"));
-        it->credits = json_integer_value(json_object_get(o, "credits"));
-        copy_str(it->benefit, sizeof it->benefit, json_object_get(o, "benefit"));
-        copy_str(it->reason_code, sizeof it->reason_code, json_object_get(o, "reason_code"));
-        copy_str(it->reason, sizeof it->reason, json_object_get(o, "reason"));
+        int64_t unlimited = 0;
+        t = get_text(t, it->kind, sizeof it->kind);
+        t = get_text(t, it->model, sizeof it->model);
+        t = get_text(t, it->variant, sizeof it->variant);
+        t = get_int(t, &it->count);
+        t = get_int(t, &unlimited);
+        it->unlimited = unlimited != 0;
+        t = get_int(t, &it->credits);
+        t = get_text(t, it->benefit, sizeof it->benefit);
+        t = get_text(t, it->reason_code, sizeof it->reason_code);
+        t = get_text(t, it->reason, sizeof it->reason);
     }
-    json_decref(arr);
 }
 
-static void parts_load(cg_charge *c, const char *text) {
-    json_t *arr = json_loads(text ? text : "[]", 0, NULL);
-    size_t i;
-    json_t *a;
+static void parts_load(cg_charge *c, const char *t) {
     c->part_count = 0;
-    json_array_foreach(arr, i, a) {
-        if (c->part_count == CG_CHARGE_PARTS_MAX) break;
+    while (t && *t && c->part_count < CG_CHARGE_PARTS_MAX) {
         cg_charge_part *p = &c->parts[c->part_count++];
-        copy_str(p->grant_id, sizeof p->grant_id, json_array_get(a, 0));
-        p->source = (cg_grant_source)json_integer_value(json_array_get(a, 1));
-        p->category = (cg_grant_category)json_integer_value(json_array_get(a, 2));
-        p->held = json_integer_value(json_array_get(a, 3));
-        p->captured = json_integer_value(json_array_get(a, 4));
-        p->refunded = json_integer_value(json_array_get(a, 5));
+        int64_t source = 0, category = 0;
+        t = get_text(t, p->grant_id, sizeof p->grant_id);
+        t = get_int(t, &source);
+        t = get_int(t, &category);
+        p->source = (cg_grant_source)source;
+        p->category = (cg_grant_category)category;
+        t = get_int(t, &p->held);
+        t = get_int(t, &p->captured);
+        t = get_int(t, &p->refunded);
     }
-    json_decref(arr);
 }
 
 static void read_charge(sqlite3_stmt *st, cg_charge *c) {
@@ -512,12 +537,11 @@ static void read_charge(sqlite3_stmt *st, cg_charge *c) {
 
 static int sq_charge_insert(cg_store *store, const cg_charge *c, cg_err *err) {
     sqlite_store *s = from(store);
-    char *items = items_dump(c), *parts = parts_dump(c);
-    if (!items || !parts) {
-        free(items);
-        free(parts);
-        return cg_err_set(err, CG_ENOMEM, "out of memory encoding charge %s", c->charge_id);
-    }
+    char items[ITEMS_TEXT_BYTES_MAX], parts[PARTS_TEXT_BYTES_MAX];
+    text_buf ib = {items, 0, sizeof items}, pb = {parts, 0, sizeof parts};
+    items[0] = parts[0] = 0;
+    items_dump(c, &ib);
+    parts_dump(c, &pb);
     sqlite3_stmt *st = stmt(s, ST_CHARGE_INSERT);
     bind_text(st, 1, c->member_id);
     bind_text(st, 2, c->charge_id);
@@ -542,10 +566,7 @@ static int sq_charge_insert(cg_store *store, const cg_charge *c, cg_err *err) {
     sqlite3_bind_int64(st, 21, c->created_at_us);
     sqlite3_bind_int64(st, 22, c->expires_at_us);
     sqlite3_bind_int64(st, 23, c->settled_at_us);
-    int rc = exec_done(s, st, err, "insert charge");
-    free(items);
-    free(parts);
-    return rc;
+    return exec_done(s, st, err, "insert charge");
 }
 
 static int sq_charge_get(cg_store *store, const char *member_id, const char *charge_id,
@@ -568,8 +589,10 @@ static int sq_charge_get(cg_store *store, const char *member_id, const char *cha
 
 static int sq_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
     sqlite_store *s = from(store);
-    char *parts = parts_dump(c);
-    if (!parts) return cg_err_set(err, CG_ENOMEM, "out of memory encoding %s", c->charge_id);
+    char parts[PARTS_TEXT_BYTES_MAX];
+    text_buf pb = {parts, 0, sizeof parts};
+    parts[0] = 0;
+    parts_dump(c, &pb);
     sqlite3_stmt *st = stmt(s, ST_CHARGE_UPDATE);
     bind_text(st, 1, c->member_id);
     bind_text(st, 2, c->charge_id);
@@ -579,9 +602,7 @@ static int sq_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
     sqlite3_bind_int64(st, 6, c->refunded);
     bind_text(st, 7, parts);
     sqlite3_bind_int64(st, 8, c->settled_at_us);
-    int rc = exec_done(s, st, err, "update charge");
-    free(parts);
-    return rc;
+    return exec_done(s, st, err, "update charge");
 }
 
 static int sq_charges_due(cg_store *store, int64_t now_us, cg_store_ref *out, int max,
@@ -756,23 +777,9 @@ static int sq_count_entries(cg_store *store, int64_t *entries, cg_err *err) {
 
 /* ---- open / close ---- */
 
-static void ckpt_stop(sqlite_store *s) {
-    if (!s->ckpt_started) return;
-    pthread_mutex_lock(&s->ckpt_mu);
-    s->ckpt_stop = true;
-    pthread_cond_signal(&s->ckpt_cv);
-    pthread_mutex_unlock(&s->ckpt_mu);
-    pthread_join(s->ckpt_thread, NULL);
-    s->ckpt_started = false;
-}
-
 static void sq_close(cg_store *store) {
     if (!store) return;
     sqlite_store *s = from(store);
-    ckpt_stop(s);
-    sqlite3_close(s->ckpt_db);
-    pthread_cond_destroy(&s->ckpt_cv);
-    pthread_mutex_destroy(&s->ckpt_mu);
     if (s->wal_fd >= 0) close(s->wal_fd);
     for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
@@ -811,52 +818,6 @@ static const cg_store_ops sqlite_ops = {
     .scan_charges = sq_scan_charges,
     .count_entries = sq_count_entries,
 };
-
-static void *ckpt_main(void *arg) {
-    sqlite_store *s = arg;
-    pthread_mutex_lock(&s->ckpt_mu);
-    while (!s->ckpt_stop) {
-        if (!s->ckpt_wanted) {
-            pthread_cond_wait(&s->ckpt_cv, &s->ckpt_mu);
-            continue;
-        }
-        s->ckpt_wanted = false;
-        pthread_mutex_unlock(&s->ckpt_mu);
-        /* PASSIVE never blocks the writer; what it cannot copy now, the next pass will. */
-        sqlite3_wal_checkpoint_v2(s->ckpt_db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        pthread_mutex_lock(&s->ckpt_mu);
-    }
-    pthread_mutex_unlock(&s->ckpt_mu);
-    return NULL;
-}
-
-/* After every commit (writer thread): past the soft size, wake the checkpointer; past the
- * hard size (the checkpointer cannot keep up), checkpoint here so the WAL stays bounded. */
-static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages) {
-    sqlite_store *s = arg;
-    if (pages >= SQLITE_WAL_HARD_PAGES) {
-        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else if (pages >= SQLITE_WAL_CHECKPOINT_PAGES) {
-        pthread_mutex_lock(&s->ckpt_mu);
-        s->ckpt_wanted = true;
-        pthread_cond_signal(&s->ckpt_cv);
-        pthread_mutex_unlock(&s->ckpt_mu);
-    }
-    return SQLITE_OK;
-}
-
-static int ckpt_start(sqlite_store *s, const char *path, cg_err *err) {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &s->ckpt_db, flags, NULL) != SQLITE_OK)
-        return cg_err_set(err, CG_EIO, "cannot open the checkpoint connection to %s", path);
-    sqlite3_busy_timeout(s->ckpt_db, SQLITE_BUSY_TIMEOUT_MS);
-    sqlite3_exec(s->ckpt_db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0)
-        return cg_err_set(err, CG_ENOMEM, "cannot start the checkpoint thread");
-    s->ckpt_started = true;
-    sqlite3_wal_hook(s->db, wal_hook, s); /* replaces SQLite's auto-checkpoint */
-    return CG_OK;
-}
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {
     char *msg = NULL;
@@ -930,7 +891,6 @@ static int configure(sqlite_store *s, bool memory, cg_err *err) {
         s->wal_fd = open(wal, O_RDWR | O_CLOEXEC);
         if (s->wal_fd < 0)
             return cg_err_set(err, CG_EIO, "cannot open %s for syncing: %s", wal, strerror(errno));
-        if ((rc = ckpt_start(s, sqlite3_db_filename(s->db, "main"), err))) return rc;
     }
     for (int i = 0; i < ST_COUNT; i++)
         if (sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -951,8 +911,6 @@ int cg_store_sqlite_open(const char *path, cg_store **out, cg_err *err) {
     if (!s) return cg_err_set(err, CG_ENOMEM, "out of memory opening %s", path);
     s->base.ops = &sqlite_ops;
     s->wal_fd = -1;
-    pthread_mutex_init(&s->ckpt_mu, NULL);
-    pthread_cond_init(&s->ckpt_cv, NULL);
     /* NOMUTEX: the ledger guarantees one thread at a time on this connection. */
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
