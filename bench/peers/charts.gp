@@ -11,7 +11,7 @@ set style fill solid 0.85 border -1
 set key top right
 
 set output OUT."/decisions.png"
-set title "Decisions per second, one thread, the same ".REQUESTS."-request mix (higher is better)\n".MACHINE
+set title "Decisions per second on the same ".REQUESTS."-request mix (higher is better): engines in-process on one thread,\nHTTP = creditgate serve under wrk (64 connections)   —   ".MACHINE
 set ylabel "decisions/s (log scale)"
 set yrange [1000:*]
 set xrange [-0.6:*]

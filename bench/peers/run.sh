@@ -33,7 +33,7 @@ machine | tee "$RESULTS"
 
 step "mix of $REQUESTS requests and creditgate in-process"
 [ -x "$BUILD/bench/peers" ] || make -s BUILD="$BUILD" "$BUILD/bench/peers" || exit 1
-"$BUILD/bench/peers" --requests "$REQUESTS" --out "$WORK/mix.jsonl" --seconds 2 >"$WORK/creditgate.txt" || exit 1
+"$BUILD/bench/peers" --requests "$REQUESTS" --out "$WORK/mix.jsonl" --seconds "$SECONDS_PER_RUN" >"$WORK/creditgate.txt" || exit 1
 sed 's/$/ label="creditgate engine, in-process (cg_engine_decide)"/' "$WORK/creditgate.txt" | tee -a "$RESULTS"
 
 step "peer engines (Cedar, GoRules ZEN, json-rules-engine), agreement on all $REQUESTS"
