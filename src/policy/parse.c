@@ -695,9 +695,12 @@ static int syntax_error(const char *name, const char *diag, cg_err *err) {
 
 typedef int (*document_fn)(cg_policy *policy, void *user, cg_err *err);
 
-/* Parses every document of the input; calls fn with each validated policy (fn takes it). */
-static int load_documents(const char *path, const char *text, const char *name, document_fn fn,
-                          void *user, cg_err *err) {
+/* Parses every document of text (len bytes, NUL-terminated); calls fn with each validated
+ * policy, which fn takes. */
+static int load_documents(const char *text, size_t len, const char *name, document_fn fn, void *user,
+                          cg_err *err) {
+    int rc = yaml_text_check(name, text, len, err);
+    if (rc) return rc;
     char diag_first[CG_ERR_MSG_BYTES_MAX] = "";
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
@@ -709,10 +712,9 @@ static int load_documents(const char *path, const char *text, const char *name, 
     if (!diag) return cg_err_set(err, CG_ENOMEM, "%s: cannot create YAML diagnostics", name);
     struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_PARSE, .diag = diag};
     struct fy_parser *fyp = fy_parser_create(&cfg);
-    int rc = CG_OK, documents = 0;
+    int documents = 0;
     if (!fyp) rc = cg_err_set(err, CG_ENOMEM, "%s: cannot create YAML parser", name);
-    else if (path ? fy_parser_set_input_file(fyp, path) : fy_parser_set_string(fyp, text, strlen(text)))
-        rc = cg_err_set(err, CG_EIO, "%s: cannot read the file", name);
+    else if (fy_parser_set_string(fyp, text, len)) rc = cg_err_set(err, CG_ENOMEM, "%s: cannot start parsing", name);
     while (!rc) {
         struct fy_document *doc = fy_parse_load_document(fyp);
         if (!doc) break;
@@ -733,6 +735,28 @@ static int load_documents(const char *path, const char *text, const char *name, 
     return rc;
 }
 
+/* Reads a whole policy file (at most PARSE_DOCUMENT_BYTES_MAX) into a NUL-terminated buffer. */
+static int read_file(const char *path, char **text_out, size_t *len_out, cg_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cg_err_set(err, CG_EIO, "%s: cannot open: %s", path, strerror(errno));
+    char *text = malloc(PARSE_DOCUMENT_BYTES_MAX + 1);
+    size_t len = text ? fread(text, 1, PARSE_DOCUMENT_BYTES_MAX + 1, f) : 0;
+    int failed = text ? ferror(f) : 1;
+    fclose(f);
+    if (failed) {
+        free(text);
+        return cg_err_set(err, CG_EIO, "%s: cannot read", path);
+    }
+    if (len > PARSE_DOCUMENT_BYTES_MAX) {
+        free(text);
+        return cg_err_set(err, CG_ELIMIT, "%s: larger than %d bytes", path, PARSE_DOCUMENT_BYTES_MAX);
+    }
+    text[len] = '\0';
+    *text_out = text;
+    *len_out = len;
+    return CG_OK;
+}
+
 static int keep_first(cg_policy *policy, void *user, cg_err *err) {
     cg_policy **out = user;
     if (*out) {
@@ -749,31 +773,34 @@ static int add_to_set(cg_policy *policy, void *user, cg_err *err) {
     return cg_policy_set_add_take(user, policy, err);
 }
 
-static int check_readable(const char *path, cg_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cg_err_set(err, CG_EIO, "%s: cannot open: %s", path, strerror(errno));
-    fclose(f);
-    return CG_OK;
-}
-
 int cg_policy_load_file(const char *path, cg_policy **out, cg_err *err) {
     *out = NULL;
-    if (check_readable(path, err)) return CG_EIO;
-    int rc = load_documents(path, NULL, path, keep_first, out, err);
+    char *text;
+    size_t len;
+    int rc = read_file(path, &text, &len, err);
+    if (rc) return rc;
+    rc = load_documents(text, len, path, keep_first, out, err);
+    free(text);
     if (rc) cg_policy_free(*out), *out = NULL;
     return rc;
 }
 
 int cg_policy_load_string(const char *text, const char *name, cg_policy **out, cg_err *err) {
     *out = NULL;
-    if (strlen(text) > PARSE_DOCUMENT_BYTES_MAX)
+    size_t len = strlen(text);
+    if (len > PARSE_DOCUMENT_BYTES_MAX)
         return cg_err_set(err, CG_ELIMIT, "%s: larger than %d bytes", name, PARSE_DOCUMENT_BYTES_MAX);
-    int rc = load_documents(NULL, text, name, keep_first, out, err);
+    int rc = load_documents(text, len, name, keep_first, out, err);
     if (rc) cg_policy_free(*out), *out = NULL;
     return rc;
 }
 
 int cg_policy_set_load_file(cg_policy_set *set, const char *path, cg_err *err) {
-    if (check_readable(path, err)) return CG_EIO;
-    return load_documents(path, NULL, path, add_to_set, set, err);
+    char *text;
+    size_t len;
+    int rc = read_file(path, &text, &len, err);
+    if (rc) return rc;
+    rc = load_documents(text, len, path, add_to_set, set, err);
+    free(text);
+    return rc;
 }

@@ -109,3 +109,36 @@ bool yaml_key_is(struct fy_node *key, const char *text) {
     const char *s = fy_node_get_scalar(key, &len);
     return s && len == strlen(text) && memcmp(s, text, len) == 0;
 }
+
+/* Length of the UTF-8 sequence at s (1..4), or 0 when it is not well-formed: no overlongs, no
+ * surrogates, nothing above U+10FFFF (RFC 3629). */
+static size_t utf8_sequence(const unsigned char *s, size_t left) {
+    if (s[0] < 0x80) return 1;
+    size_t n = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (n == 0 || n > left || s[0] > 0xF4) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && s[0] == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+    if (n == 3 && s[0] == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
+    if (n == 4 && s[0] == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+    if (n == 4 && s[0] == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
+    return n;
+}
+
+int yaml_text_check(const char *name, const char *text, size_t len, cg_err *err) {
+    const unsigned char *s = (const unsigned char *)text;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence(s + i, len - i);
+        if (n == 0)
+            return cg_err_set(err, CG_EPARSE, "%s:%d:%d: invalid UTF-8 byte 0x%02X (the file must be UTF-8 text)",
+                              name, line, col, s[i]);
+        if (n == 1 && ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') || s[i] == 0x7F))
+            return cg_err_set(err, CG_EPARSE, "%s:%d:%d: control character 0x%02X is not allowed in YAML",
+                              name, line, col, s[i]);
+        if (s[i] == '\n') line++, col = 1;
+        else col++;
+        i += n;
+    }
+    return CG_OK;
+}

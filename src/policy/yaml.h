@@ -30,6 +30,9 @@ int yaml_int(const yaml_ctx *y, struct fy_node *node, const char *what, int64_t 
              int64_t max, int64_t *out);
 int yaml_bool(const yaml_ctx *y, struct fy_node *node, const char *what, bool *out);
 int yaml_date(const yaml_ctx *y, struct fy_node *node, const char *what, cg_date *out);
+/* YAML is Unicode text: refuses invalid UTF-8 and control characters other than tab, LF and
+ * CR before libfyaml sees them (libfyaml 0.7.12 loops forever on "%" + an invalid byte). */
+int yaml_text_check(const char *name, const char *text, size_t len, cg_err *err);
 /* True when the node is a scalar equal to text. */
 bool yaml_key_is(struct fy_node *key, const char *text);
 

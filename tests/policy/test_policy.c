@@ -179,6 +179,16 @@ static void test_versions_decide_by_instant(void **s) {
     cg_policy_set_free(&set);
 }
 
+/* libfyaml 0.7.12 loops forever on "%" followed by an invalid UTF-8 byte (found by
+ * tests/fuzz/fuzz_policy); such text is refused before it reaches the parser. */
+static void test_invalid_utf8_and_control_characters_are_refused(void **s) {
+    (void)s;
+    expect_error("timezone: Asia/Seoul", "timezone: Asia/Seoul\n%\xdf", "carat.yaml:17:2", "invalid UTF-8 byte 0xDF");
+    expect_error("timezone: Asia/Seoul", "timezone: Asia/\x01Seoul", "carat.yaml:16:16", "control character 0x01");
+    expect_error("name: Nanobanana\n", "name: Nano\xed\xa0\x80" "banana\n", "carat.yaml:", "invalid UTF-8"); /* surrogate */
+    expect_error("name: Nanobanana\n", "name: Nano\xc0\xaf" "banana\n", "carat.yaml:", "invalid UTF-8"); /* overlong */
+}
+
 static void test_missing_file_is_an_io_error(void **s) {
     (void)s;
     cg_policy *p = NULL;
@@ -198,6 +208,7 @@ int main(void) {
         cmocka_unit_test(test_plan_inheritance_cycle_is_refused),
         cmocka_unit_test(test_missing_required_key_is_refused),
         cmocka_unit_test(test_versions_decide_by_instant),
+        cmocka_unit_test(test_invalid_utf8_and_control_characters_are_refused),
         cmocka_unit_test(test_missing_file_is_an_io_error),
     };
     return cmocka_run_group_tests_name("policy", tests, read_bundled, NULL);
