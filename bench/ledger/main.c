@@ -32,6 +32,7 @@ typedef struct bench_opts {
     int callers[8];
     int caller_runs;
     const char *dir;
+    const char *only; /* "group" or "naive": one mode (the 1M-member memory run), NULL: both */
 } bench_opts;
 
 typedef struct caller {
@@ -218,7 +219,8 @@ static int populate(cg_ledger *l, int64_t members) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]\n");
+    fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
+                    " [--only group|naive]\n");
     exit(2);
 }
 
@@ -230,6 +232,7 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--seconds")) o->seconds = strtod(argv[++i], NULL);
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
+        else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
         else if (!strcmp(argv[i], "--callers")) {
             o->caller_runs = 0;
             for (char *t = strtok(argv[++i], ","); t && o->caller_runs < 8; t = strtok(NULL, ","))
@@ -318,8 +321,10 @@ int main(int argc, char **argv) {
     char path[512];
     snprintf(path, sizeof path, "%s/bench-ledger.db", o.dir);
     run_result naive[8], group[8];
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows when redirected */
     for (int mode = 0; mode < 2; mode++) {
         bool is_group = mode == 1;
+        if (o.only && strcmp(o.only, is_group ? "group" : "naive") != 0) continue;
         printf("%s:\n", is_group ? "group commit (writer: one transaction per batch; syncer: "
                                    "one fdatasync per batch, overlapped)"
                                  : "naive baseline (one transaction + fdatasync per call)");
@@ -341,11 +346,12 @@ int main(int argc, char **argv) {
         cg_ledger_close(l);
         if (vrc) return 1;
     }
-    printf("ratio group/naive:");
+    if (o.only) o.caller_runs = 0;
+    else printf("ratio group/naive:");
     for (int i = 0; i < o.caller_runs; i++)
         printf("  %d callers %.1fx", o.callers[i],
                naive[i].pairs_per_s > 0 ? group[i].pairs_per_s / naive[i].pairs_per_s : 0);
-    printf("\n");
+    if (!o.only) printf("\n");
     remove_db(path);
     cg_engine_free(&engine);
     cg_policy_set_free(&set);
