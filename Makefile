@@ -92,7 +92,7 @@ fuzz-run: $(FUZZ_BIN)
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p tests/fuzz/crashers/$$t $(BUILD)/corpus/$$t; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
-	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix=tests/fuzz/crashers/$$t/ $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
 	    > $(BUILD)/fuzz-$$t.log 2>&1 || { tail -40 $(BUILD)/fuzz-$$t.log; exit 1; }; \
 	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(BUILD)/fuzz-$$t.log; \
