@@ -29,6 +29,7 @@ BENCH_BIN := $(patsubst bench/%/main.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_TARGETS := policy quote time
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_SECONDS ?= 60
+FUZZ_SEED ?= 0
 
 .PHONY: all deps test test-unit test-asan test-valgrind run bench clean fuzz fuzz-smoke fuzz-run
 all: deps $(CLI) $(TEST_BIN) $(BENCH_BIN)
@@ -79,10 +80,11 @@ test-valgrind: $(CLI) $(TEST_BIN)
 # by tests/fuzz/test_fuzz_replay in every `make test`).
 fuzz:
 	$(MAKE) BUILD=build/fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" \
-	  FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz-run
+	  FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) fuzz-run
 
+# A fixed seed keeps CI's short run repeatable; `make fuzz` explores with a random one.
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=10
+	$(MAKE) fuzz FUZZ_SECONDS=10 FUZZ_SEED=1
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -92,7 +94,7 @@ fuzz-run: $(FUZZ_BIN)
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p tests/fuzz/crashers/$$t $(BUILD)/corpus/$$t; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
-	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -seed=$(FUZZ_SEED) -print_final_stats=1 \
 	    -artifact_prefix=tests/fuzz/crashers/$$t/ $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
 	    > $(BUILD)/fuzz-$$t.log 2>&1 || { tail -40 $(BUILD)/fuzz-$$t.log; exit 1; }; \
 	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(BUILD)/fuzz-$$t.log; \
