@@ -88,8 +88,13 @@ int64_t ledger_now_us(const cg_ledger *ledger);
 /* Applies one op inside the current transaction (the caller brackets it in a savepoint). */
 int ledger_apply(cg_ledger *ledger, ledger_op *op, int64_t now_us);
 /* Expires due holds and grants and purges old idempotency keys, each bounded per call by
- * CG_LEDGER_SWEEP_PER_BATCH_MAX, each item in its own savepoint. */
-int ledger_sweep(cg_ledger *ledger, int64_t now_us, cg_err *err);
+ * CG_LEDGER_SWEEP_PER_BATCH_MAX, each item in its own savepoint. *more: a listing came back
+ * full, so another round may find more. */
+int ledger_sweep(cg_ledger *ledger, int64_t now_us, bool *more, cg_err *err);
+
+/* Sweep rounds in one idle transaction: drains a backlog of expired holds (64 per round)
+ * without holding up callers, who are only served between transactions. */
+#define LEDGER_SWEEP_ROUNDS_IDLE_MAX 16
 int ledger_verify(cg_ledger *ledger, cg_verify_report *out, cg_err *err);
 
 #endif

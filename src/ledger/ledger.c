@@ -48,11 +48,16 @@ static int config_check(const cg_ledger_config *c, cg_err *err) {
     return CG_OK;
 }
 
-/* Runs the sweep inside the open transaction when its interval has passed. */
-static int sweep_if_due(cg_ledger *l, int64_t now_us, cg_err *err) {
+/* Runs the sweep inside the open transaction when its interval has passed: one round beside
+ * callers' ops, up to LEDGER_SWEEP_ROUNDS_IDLE_MAX when idle (n_ops == 0). */
+static int sweep_if_due(cg_ledger *l, int64_t now_us, int n_ops, cg_err *err) {
     if (now_us - l->swept_at_us < l->config.sweep_interval_us) return CG_OK;
     l->swept_at_us = now_us;
-    return ledger_sweep(l, now_us, err);
+    bool more = true;
+    int rc = CG_OK;
+    for (int round = 0; !rc && more && round < (n_ops ? 1 : LEDGER_SWEEP_ROUNDS_IDLE_MAX); round++)
+        rc = ledger_sweep(l, now_us, &more, err);
+    return rc;
 }
 
 /* Applies ops[0..n) in one transaction and commits it (durable after the next sync). Each
@@ -68,7 +73,7 @@ static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
         return;
     }
     int rc = s->ops->begin(s, &err);
-    if (!rc) rc = sweep_if_due(l, now_us, &err);
+    if (!rc) rc = sweep_if_due(l, now_us, n, &err);
     for (int i = 0; i < n && !rc; i++) {
         ledger_op *op = ops[i];
         if ((rc = s->ops->savepoint(s, &err))) break;

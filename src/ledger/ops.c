@@ -688,17 +688,19 @@ static int sweep_each(cg_store *s, const cg_store_ref *refs, int count, sweep_fn
     return CG_OK;
 }
 
-int ledger_sweep(cg_ledger *l, int64_t now_us, cg_err *err) {
+int ledger_sweep(cg_ledger *l, int64_t now_us, bool *more, cg_err *err) {
     cg_store *s = l->store;
     cg_store_ref refs[CG_LEDGER_SWEEP_PER_BATCH_MAX];
-    int count = 0, deleted = 0;
-    int rc = s->ops->charges_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &count, err);
-    if (!rc) rc = sweep_each(s, refs, count, expire_hold, now_us, err);
-    if (!rc) rc = s->ops->grants_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &count, err);
-    if (!rc) rc = sweep_each(s, refs, count, expire_grant, now_us, err);
+    int holds = 0, grants = 0, deleted = 0;
+    int rc = s->ops->charges_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &holds, err);
+    if (!rc) rc = sweep_each(s, refs, holds, expire_hold, now_us, err);
+    if (!rc) rc = s->ops->grants_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &grants, err);
+    if (!rc) rc = sweep_each(s, refs, grants, expire_grant, now_us, err);
     if (!rc)
         rc = s->ops->idem_purge(s, now_us - l->config.idempotency_keep_s * CG_US_PER_S,
                                 CG_LEDGER_SWEEP_PER_BATCH_MAX, &deleted, err);
+    *more = holds == CG_LEDGER_SWEEP_PER_BATCH_MAX || grants == CG_LEDGER_SWEEP_PER_BATCH_MAX ||
+            deleted == CG_LEDGER_SWEEP_PER_BATCH_MAX;
     return rc;
 }
 

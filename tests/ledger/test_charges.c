@@ -277,6 +277,26 @@ static void test_hold_released_automatically_at_ttl(void **state) {
     assert_verify_clean(l);
 }
 
+/* More expired holds than one sweep round handles (64): a busy batch releases one round, an
+ * idle moment drains the rest. */
+static void test_expired_hold_backlog_drains(void **state) {
+    cg_ledger *l = *state;
+    enum { HOLDS = 3 * CG_LEDGER_SWEEP_PER_BATCH_MAX / 2 };
+    put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
+    grant_simple(l, "m1", 10 * HOLDS);
+    for (int i = 0; i < HOLDS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%d", i);
+        charge_mj(l, "m1", key);
+    }
+    fx_now_us = T0 + 900 * CG_US_PER_S;
+    assert_int_equal(balance_of(l, "m1")->held, 10 * (HOLDS - CG_LEDGER_SWEEP_PER_BATCH_MAX));
+    usleep(1500 * 1000); /* the writer's idle wake-up (1 s) sweeps until done */
+    assert_int_equal(balance_of(l, "m1")->held, 0);
+    assert_int_equal(balance_of(l, "m1")->available, 10 * HOLDS);
+    assert_verify_clean(l);
+}
+
 /* "A charge is decided on the member's state at the instant of use." */
 static void test_charge_uses_member_state_at_instant_of_use(void **state) {
     cg_ledger *l = *state;
@@ -370,6 +390,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_insufficient_states_needed_available_and_holds_nothing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_hold_capturable_just_before_ttl, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_hold_released_automatically_at_ttl, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_expired_hold_backlog_drains, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_uses_member_state_at_instant_of_use, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_member_put_rejects_unknown_plan, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_history_pages_in_order, fx_setup, fx_teardown),
