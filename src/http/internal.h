@@ -20,30 +20,6 @@
 struct MHD_Daemon;
 struct MHD_Connection;
 
-/* ---- policy snapshot: refcounted so a reload never frees what a request still reads ---- */
-
-typedef struct file_stamp {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    int64_t mtime_ns;
-} file_stamp;
-
-typedef struct snapshot {
-    atomic_int refs;
-    cg_policy_set set;
-    cg_engine engine;
-    int32_t utc_offset_s; /* of the newest version: how `at` dates without offset are read */
-    char label[CG_POLICY_VERSIONS_MAX * 8];
-    file_stamp stamps[CG_HTTP_POLICY_FILES_MAX];
-} snapshot;
-
-int snapshot_load(const cg_http_config *config, snapshot **out, cg_err *err);
-void snapshot_release(snapshot *snap);
-/* Compares the policy files with stamps taken earlier (at load, or at a failed attempt). */
-bool stamps_changed(const cg_http_config *config, const file_stamp *seen);
-void stamps_take(const cg_http_config *config, file_stamp *out);
-
 /* ---- auth --------------------------------------------------------------------------------- */
 
 typedef enum role { ROLE_NONE = 0, ROLE_MEMBER, ROLE_SERVICE, ROLE_ADMIN } role;
@@ -73,6 +49,35 @@ int keyring_authenticate(const keyring *ring, const char *authorization, int64_t
 int token_mint(const keyring *ring, const char *member_id, int64_t expires_at_us, char *buf,
                size_t buf_bytes);
 const char *role_name(role r);
+
+/* ---- snapshot: policy, engine and keys, refcounted so a reload never frees what a request
+ * still reads. A request takes one reference for its whole life (req.snap). ---------------- */
+
+typedef struct file_stamp {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    int64_t mtime_ns;
+} file_stamp;
+
+typedef struct snapshot {
+    atomic_int refs;
+    cg_policy_set set;
+    cg_engine engine;
+    int32_t utc_offset_s; /* of the newest version: how `at` dates without offset are read */
+    char label[CG_POLICY_VERSIONS_MAX * 8];
+    file_stamp stamps[CG_HTTP_POLICY_FILES_MAX];
+    keyring keys;         /* re-read with the policy: SIGHUP also rotates service keys */
+} snapshot;
+
+/* Loads policy files, engine and keys. Without a token secret file the random secret of prev
+ * (NULL at start) carries over, so member tokens survive a reload. */
+int snapshot_load(const cg_http_config *config, const snapshot *prev, snapshot **out,
+                  cg_err *err);
+void snapshot_release(snapshot *snap);
+/* Compares the policy files with stamps taken earlier (at load, or at a failed attempt). */
+bool stamps_changed(const cg_http_config *config, const file_stamp *seen);
+void stamps_take(const cg_http_config *config, file_stamp *out);
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
@@ -117,7 +122,6 @@ struct cg_http_server {
     cg_http_config config;
     struct MHD_Daemon *daemon;
     uint16_t port;
-    keyring keys;
     char *openapi_text;
     size_t openapi_bytes;
     int log_fd;              /* -1: access log off */
@@ -154,6 +158,7 @@ typedef struct req {
     int64_t started_at_us;
     int status;
     principal who;
+    struct snapshot *snap;          /* the policy and keys this request uses, start to end */
     char member_id[CG_HTTP_ID_BYTES_MAX]; /* for the access log */
     char request_id[24];
     char method[16];

@@ -24,10 +24,8 @@ bool id_valid(const char *id) {
 }
 
 int parse_instant(req *r, const char *field, const char *text, int64_t *at_us) {
-    snapshot *snap = snapshot_acquire(r->srv);
     cg_err err;
-    int rc = cg_time_parse(text, snap->utc_offset_s, at_us, &err);
-    snapshot_release(snap);
+    int rc = cg_time_parse(text, r->snap->utc_offset_s, at_us, &err);
     if (rc) return fail(r, 400, "invalid", field, "%s: %s", field, err.msg);
     return 0;
 }
@@ -179,7 +177,7 @@ int h_quote(req *r) {
     status = lang_of(r, jstr(body, "lang"), &lang);
     if (!status) status = quote_input(r, body, &in, &ms);
     if (!status) {
-        snapshot *snap = snapshot_acquire(r->srv);
+        snapshot *snap = r->snap;
         cg_decision d;
         cg_err err;
         cg_err_clear(&err);
@@ -189,7 +187,6 @@ int h_quote(req *r) {
             count_decision(r, &d);
             status = reply(r, 200, cg_decision_to_json(&d, lang));
         }
-        snapshot_release(snap); /* after rendering: the decision points into the policy */
     }
     json_decref(body);
     return status;
@@ -210,7 +207,7 @@ int h_member_benefits(req *r) {
     cg_member_state ms;
     memset(&in, 0, sizeof in);
     if ((status = member_from_ledger(r, id, at_us, &ms, &in))) return status;
-    snapshot *snap = snapshot_acquire(r->srv);
+    snapshot *snap = r->snap;
     cg_active_benefit list[CG_BENEFITS_LIST_MAX];
     int count = 0;
     const cg_policy *policy = NULL;
@@ -226,7 +223,6 @@ int h_member_benefits(req *r) {
         json_object_set_new(out, "policy", json_string(policy->version));
         status = reply(r, 200, out);
     }
-    snapshot_release(snap);
     return status;
 }
 
@@ -252,7 +248,7 @@ int h_member_token(req *r) {
         return status; /* no token for a member that does not exist */
     int64_t expires_at_us = cg_time_now_us() + ttl_s * CG_US_PER_S;
     char token[CG_HTTP_TOKEN_BYTES_MAX];
-    if (token_mint(&r->srv->keys, id, expires_at_us, token, sizeof token))
+    if (token_mint(&r->snap->keys, id, expires_at_us, token, sizeof token))
         return fail(r, 500, "internal", "", "token too long");
     char at[CG_RFC3339_TEXT_BYTES];
     cg_time_format(expires_at_us, 0, at, sizeof at);

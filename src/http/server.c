@@ -302,7 +302,7 @@ static int authorize(req *r, const route *rt) {
     cg_err err;
     cg_err_clear(&err);
     const char *authz = header_value(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (keyring_authenticate(&r->srv->keys, authz, cg_time_now_us(), &r->who, &err))
+    if (keyring_authenticate(&r->snap->keys, authz, cg_time_now_us(), &r->who, &err))
         return fail(r, 401, "unauthorized", "", "%s", err.msg);
     if (r->who.role == ROLE_ADMIN) return 0;
     if (rt->auth == AUTH_ADMIN)
@@ -409,6 +409,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         copy_bounded(r->path, sizeof r->path, url); /* for the access log of every answer */
         copy_bounded(r->method, sizeof r->method, method);
+        r->snap = snapshot_acquire(srv); /* released in on_completed */
         if (web_static_match(url)) return web_static_serve(r, method, url);
         if (request_begin(r, method, url)) return send_response(r);
         return MHD_YES;
@@ -473,6 +474,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     metrics_request(&srv->metrics, r->route, r->answered ? r->status : 0, latency_us);
     const char *method = r->method;
     access_log(srv, r, method, r->path, latency_us);
+    snapshot_release(r->snap);
     json_decref(r->out);
     free(r->out_text_owned);
     free(r->body);
@@ -583,13 +585,12 @@ int cg_http_server_start(const cg_http_config *config, cg_http_server **out, cg_
     pthread_rwlockattr_destroy(&attr);
     json_object_seed(0); /* before any thread builds objects */
     int rc = open_log(srv, err);
-    if (!rc) rc = keyring_load(&srv->keys, config->keys_path, config->token_secret_path, err);
     if (!rc) {
         stamps_take(config, srv->seen);
-        rc = snapshot_load(config, &srv->snap, err);
+        rc = snapshot_load(config, NULL, &srv->snap, err);
     }
     if (!rc) rc = open_ledger(srv, srv->snap, &srv->ledger, err);
-    if (!rc && srv->keys.count == 0)
+    if (!rc && srv->snap->keys.count == 0)
         cg_http_server_log(srv, "warning", "\"message\":\"no service keys (--keys): every /v1 call "
                                            "without a member token is refused\"");
     if (!rc && read_openapi(srv))
@@ -648,7 +649,7 @@ int cg_http_server_reload(cg_http_server *srv, cg_err *err) {
     pthread_mutex_lock(&srv->reload_lock);
     stamps_take(&srv->config, srv->seen);
     snapshot *next = NULL;
-    int rc = snapshot_load(&srv->config, &next, err);
+    int rc = snapshot_load(&srv->config, srv->snap, &next, err); /* only this thread swaps */
     if (!rc) {
         rc = reload_swap(srv, next, err);
         if (rc) snapshot_release(next);
@@ -699,6 +700,5 @@ void cg_http_server_stop(cg_http_server *srv) {
     pthread_rwlock_destroy(&srv->ledger_lock);
     pthread_mutex_destroy(&srv->reload_lock);
     pthread_mutex_destroy(&srv->snap_lock);
-    sodium_memzero(&srv->keys, sizeof srv->keys);
     free(srv);
 }

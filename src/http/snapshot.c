@@ -1,7 +1,9 @@
-/* snapshot.c — one loaded policy set and its compiled engine, shared by reference count.
+/* snapshot.c — one loaded policy set, its compiled engine and the service keys, shared by
+ * reference count.
  * A request takes a reference for its whole life, so a reload that swaps in a new snapshot
  * never frees the rules a request is still deciding with (server.c does the swapping). */
 #include <assert.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,16 +33,21 @@ static int load_set(const cg_http_config *config, snapshot *snap, cg_err *err) {
     return CG_OK;
 }
 
-int snapshot_load(const cg_http_config *config, snapshot **out, cg_err *err) {
+int snapshot_load(const cg_http_config *config, const snapshot *prev, snapshot **out,
+                  cg_err *err) {
     assert(config && out);
     if (config->policy_path_count < 1) return cg_err_set(err, CG_EINVAL, "no policy file given");
     snapshot *snap = calloc(1, sizeof *snap);
     if (!snap) return cg_err_set(err, CG_ENOMEM, "out of memory loading the policy");
     cg_policy_set_init(&snap->set);
-    int rc = load_set(config, snap, err);
+    int rc = keyring_load(&snap->keys, config->keys_path, config->token_secret_path, err);
+    if (!rc && prev && !config->token_secret_path[0])
+        memcpy(snap->keys.token_secret, prev->keys.token_secret, sizeof snap->keys.token_secret);
+    if (!rc) rc = load_set(config, snap, err);
     if (!rc) rc = cg_engine_init(&snap->engine, &snap->set, err);
     if (rc) {
         cg_policy_set_free(&snap->set);
+        sodium_memzero(&snap->keys, sizeof snap->keys);
         free(snap);
         return rc;
     }
@@ -65,6 +72,7 @@ void snapshot_release(snapshot *snap) {
     if (before != 1) return;
     cg_engine_free(&snap->engine);
     cg_policy_set_free(&snap->set);
+    sodium_memzero(&snap->keys, sizeof snap->keys);
     free(snap);
 }
 

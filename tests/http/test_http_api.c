@@ -735,6 +735,39 @@ static void test_reload_during_charges(void **state) {
     }
 }
 
+/* SIGHUP re-reads the keys file with the policy: a new key works at once, a removed one stops
+ * working, and member tokens minted before the reload stay valid (the random secret carries). */
+static void test_reload_rotates_keys_and_keeps_tokens(void **state) {
+    (void)state;
+    char token[CG_HTTP_TOKEN_BYTES_MAX], path[512], saved[600], key[128], line[256];
+    mint("a1", token, sizeof token);
+    snprintf(path, sizeof path, "%s/keys", dir);
+    snprintf(saved, sizeof saved, "%s/keys.saved", dir);
+    tc_copy(path, saved);
+    cg_err err = {0};
+    assert_cg_ok(cg_http_key_generate("rotated", "service", key, sizeof key, line, sizeof line, &err), err);
+    assert_int_equal(call("GET", "/v1/members/a1", key, NULL), 401);
+    FILE *f = fopen(path, "a");
+    fprintf(f, "%s\n", line);
+    fclose(f);
+    assert_cg_ok(cg_http_server_reload(srv, &err), err);
+    assert_int_equal(call("GET", "/v1/members/a1", key, NULL), 200);
+    assert_int_equal(call("GET", "/v1/members/a1", token, NULL), 200);
+    f = fopen(path, "w"); /* the old keys removed, only the new one left */
+    fprintf(f, "%s\n", line);
+    fclose(f);
+    assert_cg_ok(cg_http_server_reload(srv, &err), err);
+    assert_int_equal(call("GET", "/v1/members/a1", service, NULL), 401);
+    f = fopen(path, "w"); /* a broken keys file is refused like a broken policy */
+    fprintf(f, "rotated service not-hex\n");
+    fclose(f);
+    assert_int_not_equal(cg_http_server_reload(srv, &err), 0);
+    assert_int_equal(call("GET", "/v1/members/a1", key, NULL), 200);
+    tc_copy(saved, path);
+    assert_cg_ok(cg_http_server_reload(srv, &err), err);
+    assert_int_equal(call("GET", "/v1/members/a1", service, NULL), 200);
+}
+
 /* ---- configuration ----------------------------------------------------------------------- */
 
 static void test_config_precedence_flags_env_file(void **state) {
@@ -797,6 +830,7 @@ int main(void) {
         cmocka_unit_test(test_metrics_count_decisions_and_charges),
         cmocka_unit_test(test_reload_good_then_broken_keeps_old),
         cmocka_unit_test(test_reload_during_charges),
+        cmocka_unit_test(test_reload_rotates_keys_and_keeps_tokens),
         cmocka_unit_test(test_config_precedence_flags_env_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
