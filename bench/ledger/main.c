@@ -352,6 +352,16 @@ int main(int argc, char **argv) {
         printf("  %d callers %.1fx", o.callers[i],
                naive[i].pairs_per_s > 0 ? group[i].pairs_per_s / naive[i].pairs_per_s : 0);
     if (!o.only) printf("\n");
+    for (int i = 0; i < o.caller_runs; i++) {
+        if (o.callers[i] != 64) continue;
+        double ratio = naive[i].pairs_per_s > 0 ? group[i].pairs_per_s / naive[i].pairs_per_s : 0;
+        printf("goal >= 50,000 durable pairs/s with 64 callers: %.0f — %s\n", group[i].pairs_per_s,
+               group[i].pairs_per_s >= 50000 ? "MET" : "NOT MET");
+        printf("goal >= 20x the naive baseline with 64 callers: %.1fx — %s\n", ratio,
+               ratio >= 20 ? "MET" : "NOT MET");
+        printf("goal p99 < 10 ms with 64 callers: %.2f ms — %s\n", group[i].p99_ms,
+               group[i].p99_ms < 10 ? "MET" : "NOT MET");
+    }
     remove_db(path);
     cg_engine_free(&engine);
     cg_policy_set_free(&set);
