@@ -101,7 +101,7 @@ fuzz-run: $(FUZZ_BIN)
 	done
 
 run: all
-	@scripts/run.sh
+	@BUILD=$(BUILD) scripts/run.sh
 
 # Each figure's program, then bench/peers/run.sh: creditgate against the peer engines and ledgers
 # (issue 8; it reuses bench/ledger's output kept here and writes its section of bench/RESULTS.md).
