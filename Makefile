@@ -104,11 +104,10 @@ run: all
 	@BUILD=$(BUILD) scripts/run.sh
 
 # Each figure's program, then bench/peers/run.sh: creditgate against the peer engines and ledgers
-# (issue 8; it reuses bench/ledger's output kept here and writes its section of bench/RESULTS.md).
+# (issue 8; it writes its own section of bench/RESULTS.md).
 bench: $(BENCH_BIN)
-	@for b in $(filter-out $(BUILD)/bench/peers,$(BENCH_BIN)); do echo "== $$b"; \
-	  $$b >$$b.out 2>&1; rc=$$?; cat $$b.out; [ $$rc -eq 0 ] || exit 1; done
-	@BUILD=$(BUILD) LEDGER_OUT=$(BUILD)/bench/ledger.out bench/peers/run.sh
+	@for b in $(filter-out $(BUILD)/bench/peers,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done
+	@BUILD=$(BUILD) bench/peers/run.sh
 
 clean:
 	rm -rf build

@@ -15,7 +15,11 @@ function commas(x,    s, neg) {
   return neg s
 }
 function met(ok) { return ok ? "MET" : "NOT MET" }
-function ratio(a, b) { return b > 0 ? sprintf("%.1fx", a / b) : "—" }
+function ratio(a, b,    r) {
+  if (b <= 0) return "—"
+  r = a / b
+  return sprintf(r >= 10 ? "%.0fx" : r >= 1 ? "%.1fx" : "%.2fx", r)
+}
 function row(name, dec, chg, p99, r) {
   printf "%-62s %13s %11s %10s %10s\n", name, dec, chg, p99, r
 }

@@ -6,8 +6,9 @@
 #   2. peers.js runs Cedar, GoRules ZEN and json-rules-engine on the same mix: every answer
 #      compared with creditgate's (any disagreement fails the run), then decisions/s and p99;
 #   3. http_quote.sh: `creditgate serve`, POST /v1/quote under wrk on the same mix;
-#   4. bench/ledger's figures (creditgate's durable ledger, 1 and 64 callers; LEDGER_OUT names
-#      its output when make has just run it) and ledger_peers.sh: Redis and PostgreSQL;
+#   4. bench/ledger (creditgate's durable ledger, 1 and 64 callers), run here right before
+#      ledger_peers.sh (Redis, PostgreSQL) so that all three meet the disk in the same state
+#      (LEDGER_OUT=file reuses an earlier output of bench/ledger instead);
 #   5. one table and the goals (report.awk), written to bench/RESULTS.md under
 #      "## Peers (issue 8)", and PNG charts under bench/results/ (charts.gp, gnuplot).
 # What is not installed is skipped and named. Exit status 1 on any disagreement or failure.
@@ -20,8 +21,6 @@ WORK=$BUILD/bench/peers-work
 RESULTS=$WORK/results.txt
 CHARTS=bench/results
 failed=0
-rm -rf "$WORK"; mkdir -p "$WORK"
-
 machine() {
   local cpu
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -29,6 +28,13 @@ machine() {
        "(shared and noisy: compare ratios within one run)"
 }
 step() { echo "== bench/peers: $*"; }
+
+# PEERS_REPORT_ONLY=1 redraws the table, charts and section from the last run's results.
+if [ -n "${PEERS_REPORT_ONLY:-}" ]; then
+  [ -s "$RESULTS" ] || { echo "bench/peers: no earlier results in $RESULTS" >&2; exit 1; }
+  REQUESTS=$(sed -n 's/^result peer=creditgate requests=\([0-9]*\).*/\1/p' "$RESULTS")
+else
+rm -rf "$WORK"; mkdir -p "$WORK"
 machine | tee "$RESULTS"
 
 step "mix of $REQUESTS requests and creditgate in-process"
@@ -53,9 +59,11 @@ grep '^result' "$WORK/http.txt" >>"$RESULTS"
 step "creditgate's durable ledger (bench/ledger: SQLite WAL, group commit)"
 if [ -z "${LEDGER_OUT:-}" ] || [ ! -s "$LEDGER_OUT" ]; then
   LEDGER_OUT=$WORK/ledger.txt
-  make -s BUILD="$BUILD" "$BUILD/bench/ledger" && "$BUILD/bench/ledger" --seconds "$SECONDS_PER_RUN" --dir "$WORK" >"$LEDGER_OUT" || failed=1
+  make -s BUILD="$BUILD" "$BUILD/bench/ledger" || exit 1
+  "$BUILD/bench/ledger" --seconds "$SECONDS_PER_RUN" --dir "$WORK" | tee "$LEDGER_OUT"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
 else
-  echo "(figures from this run's $LEDGER_OUT)"
+  echo "(figures from $LEDGER_OUT)"
 fi
 # Its group-commit lines: "   64 callers:   2312 pairs/s  p50 12.50 ms  p99 341.66 ms ..."; a
 # pair is a charge (quote + hold) and its capture, two durable commits.
@@ -67,6 +75,8 @@ step "ledger peers (Redis, PostgreSQL)"
 bench/peers/ledger_peers.sh "$WORK/ledger-peers" "$SECONDS_PER_RUN" | tee "$WORK/ledger-peers.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
 grep '^result' "$WORK/ledger-peers.txt" >>"$RESULTS"
+
+fi # PEERS_REPORT_ONLY
 
 step "table"
 {
@@ -81,7 +91,7 @@ grep -q '^DISAGREEMENT' "$WORK"/*.txt "$WORK"/http/*.txt 2>/dev/null && failed=1
 if command -v gnuplot >/dev/null && [ -s "$WORK/decisions.dat" ]; then
   mkdir -p "$CHARTS"
   gnuplot -e "DATA='$WORK'; OUT='$CHARTS'; REQUESTS='$(sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$REQUESTS")';
-              MACHINE='$(machine | sed "s/^machine: //; s/ (shared.*//; s/'//g")'" bench/peers/charts.gp &&
+              MACHINE='$(sed -n "1s/^machine: //; 1s/ (shared.*//; 1s/'//g; 1p" "$RESULTS")'" bench/peers/charts.gp &&
     echo "charts: $CHARTS/decisions.png $CHARTS/charges.png"
 else
   echo "note: charts skipped — apt-get install gnuplot-nox"
