@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "creditgate/engine.h"
+#include "creditgate/engine_json.h"
 
 #define REQUESTS 100000
 #define ROUNDS_MIN 20
@@ -160,13 +161,42 @@ int main(void) {
     long text_allocs = atomic_load(&allocations);
     double text_rate = (double)text_rounds * REQUESTS / text_s;
 
+    /* What POST /v1/quote pays on top: the response document. The direct writer is what the
+     * server uses; the jansson tree + dump (what the CLI uses) is shown beside it. */
+    double json_rate[2];
+    size_t json_bytes = 0;
+    for (int way = 0; way < 2; way++) {
+        t0 = now_s();
+        int json_rounds = 0;
+        while (json_rounds < 1 || now_s() - t0 < 1.0) {
+            for (int i = 0; i < REQUESTS; i++) {
+                cg_engine_decide(&engine, &prepared[i], &d);
+                if (way == 0) {
+                    char out[CG_DECISION_JSON_BYTES_MAX];
+                    json_bytes += cg_decision_write_json(&d, CG_LANG_EN, out, sizeof out);
+                    continue;
+                }
+                json_t *doc = cg_decision_to_json(&d, CG_LANG_EN);
+                char *text = json_dumps(doc, JSON_COMPACT);
+                free(text);
+                json_decref(doc);
+            }
+            json_rounds++;
+        }
+        json_rate[way] = (double)json_rounds * REQUESTS / (now_s() - t0);
+    }
+    checksum += (int64_t)(json_bytes & 1); /* keeps the writer's output observable */
+
     print_machine();
     printf("mix: %d requests, %.1f%% unlimited, %d policy version(s), checksum %lld\n", REQUESTS,
            100.0 * (double)unlimited / REQUESTS, set.count, (long long)checksum);
     printf("%-34s %14s %10s %14s\n", "path (single thread)", "decisions/s", "ns/each", "allocations");
     printf("%-34s %14.0f %10.1f %14ld\n", "decide (prepared request)", decide_rate, 1e9 / decide_rate, decide_allocs);
     printf("%-34s %14.0f %10.1f %14ld\n", "prepare+decide (text request)", text_rate, 1e9 / text_rate, text_allocs);
-    printf("ratio decide / prepare+decide: %.1fx\n", decide_rate / text_rate);
+    printf("%-34s %14.0f %10.1f %14s\n", "decide+response, direct writer", json_rate[0], 1e9 / json_rate[0], "-");
+    printf("%-34s %14.0f %10.1f %14s\n", "decide+response, jansson tree+dump", json_rate[1], 1e9 / json_rate[1], "-");
+    printf("ratio decide / prepare+decide: %.1fx; direct writer / jansson: %.1fx\n", decide_rate / text_rate,
+           json_rate[0] / json_rate[1]);
     printf("goal >= 10,000,000 decisions/s with 0 allocations: %s\n",
            decide_rate >= 1e7 && decide_allocs == 0 ? "MET" : "NOT MET");
     free(texts);

@@ -167,6 +167,22 @@ void count_decision(req *r, const cg_decision *d) {
     }
 }
 
+/* The quote answer is written straight into the response buffer (cg_decision_write_json):
+ * on this hot path a jansson tree and its dump cost more than the decision itself. */
+static int reply_decision(req *r, const cg_decision *d, cg_lang lang) {
+    char *text = malloc(CG_DECISION_JSON_BYTES_MAX);
+    size_t bytes = text ? cg_decision_write_json(d, lang, text, CG_DECISION_JSON_BYTES_MAX) : 0;
+    if (bytes == 0) {
+        free(text);
+        return reply(r, 200, cg_decision_to_json(d, lang));
+    }
+    r->out_text_owned = text;
+    r->out_text_bytes = bytes;
+    r->content_type = "application/json";
+    r->status = 200;
+    return 200;
+}
+
 int h_quote(req *r) {
     json_t *body = NULL;
     int status = body_parse(r, quote_fields, &body);
@@ -185,7 +201,7 @@ int h_quote(req *r) {
             status = fail_err(r, &err);
         } else {
             count_decision(r, &d);
-            status = reply(r, 200, cg_decision_to_json(&d, lang));
+            status = reply_decision(r, &d, lang);
         }
     }
     json_decref(body);
