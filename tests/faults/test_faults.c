@@ -1,0 +1,330 @@
+/* test_faults.c — storage faults under a real `creditgate serve`: disk full and I/O errors
+ * while commits are in flight, injected by the LD_PRELOAD shim tests/faults/cgfault.c (built
+ * here with $CC into $BUILD/faults/) and switched on and off through a control file.
+ *
+ * What must hold: a call that could not be made durable is answered 503 (never 2xx, never a
+ * hang); nothing answered 2xx is missing afterwards; a call retried with its key after the
+ * fault is applied exactly once; the server serves again once the fault clears (write faults:
+ * at once; a failed fsync: after a restart, since what is on disk is then unknown); and
+ * `creditgate ledger verify` passes on the database.
+ *
+ * CG_FAULTS_STRICT=1 (`make faults`) also demands what issue 7 asks and the server does not do
+ * yet (reported, not in `make test`): 503 rather than 500 after a failed fsync, and /readyz 503
+ * while the ledger refuses every call. CG_FAULT_ROUNDS sets the on/off rounds (default 4). */
+#include "testlib.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "crash/cgproc.h"
+
+#define LOAD_THREADS 4
+#define CHARGES_MAX 20000
+#define TIMEOUT_MS 10000
+
+typedef struct tally {
+    atomic_long acked, answered_503, answered_500, answered_other, no_answer;
+} tally;
+
+typedef struct loader {
+    int thread;
+    unsigned port;
+    char (*ids)[40];
+    char (*keys)[40];
+    int count;
+    int pending;       /* a key that got no 2xx yet: retried with the same key */
+} loader;
+
+static cp_env env;
+static char ctl[600], shim[PATH_MAX];
+static char env_preload[PATH_MAX + 16], env_match[64], env_ctl[700], env_asan[600];
+static tally t;
+static atomic_bool load_on;
+static atomic_uint port_now;
+static bool strict;
+
+static void fault_set(const char *words) {
+    FILE *f = fopen(ctl, "w");
+    assert_non_null(f);
+    fputs(words, f);
+    fclose(f);
+}
+
+static int faults_injected(void) {
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "grep -c '^cgfault:' '%s'", env.log);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1) n = 0;
+        pclose(p);
+    }
+    return n;
+}
+
+static int build_shim(void) {
+    const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    char rel[600];
+    snprintf(rel, sizeof rel, "%s/faults/libcgfault.so", env.bin_dir);
+    /* no sanitizer in the shim: it is preloaded ahead of the (maybe ASan) server */
+    int rc = cp_sh("mkdir -p '%s/faults' && %s -O2 -shared -fPIC -o '%s' tests/faults/cgfault.c -ldl",
+                   env.bin_dir, strcmp(cc, "clang") ? "cc" : cc, rel);
+    if (rc || !realpath(rel, shim)) return -1; /* LD_PRELOAD wants an absolute path */
+    return 0;
+}
+
+static cp_proc start_faulty(void) {
+    snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s", shim);
+    snprintf(env_match, sizeof env_match, "CG_FAULT_MATCH=ledger.db");
+    snprintf(env_ctl, sizeof env_ctl, "CG_FAULT_CTL=%s", ctl);
+    /* an ASan server refuses a preloaded library ahead of its runtime unless told */
+    const char *asan = getenv("ASAN_OPTIONS");
+    snprintf(env_asan, sizeof env_asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    const char *envs[] = {env_preload, env_match, env_ctl, env_asan, NULL};
+    const char *flags[] = {"--threads", "8", NULL};
+    cp_proc p = cp_start(&env, flags, envs);
+    assert_true(p.pid > 0);
+    atomic_store(&port_now, p.port);
+    return p;
+}
+
+static void count(int status) {
+    if (status >= 200 && status < 300) atomic_fetch_add(&t.acked, 1);
+    else if (status == 503) atomic_fetch_add(&t.answered_503, 1);
+    else if (status == 500) atomic_fetch_add(&t.answered_500, 1);
+    else if (status < 0) atomic_fetch_add(&t.no_answer, 1);
+    else atomic_fetch_add(&t.answered_other, 1);
+}
+
+/* One charge attempt with the loader's pending key; a 201 records the charge id. */
+static int charge_once(loader *l) {
+    char extra[96], body[128];
+    snprintf(extra, sizeof extra, "Idempotency-Key: %s\r\n", l->keys[l->count]);
+    snprintf(body, sizeof body, "{\"member_id\":\"faulty-%d\",\"model\":\"midjourney\"}", l->thread);
+    cp_resp r = cp_http(atomic_load(&port_now), "POST", "/v1/charges", env.service, extra, body, TIMEOUT_MS);
+    count(r.status);
+    if (r.status == 201) {
+        json_t *j = json_loads(r.body, 0, NULL);
+        snprintf(l->ids[l->count], sizeof l->ids[0], "%s", json_string_value(json_object_get(j, "charge_id")));
+        json_decref(j);
+        l->count++;
+        l->pending = 0;
+    } else if (r.status != 503 && r.status != 500 && r.status > 0) {
+        fail_msg("charge answered %d: %s", r.status, r.body);
+    }
+    int status = r.status;
+    cp_resp_free(&r);
+    return status;
+}
+
+static void *load_main(void *arg) {
+    loader *l = arg;
+    for (int i = 0; atomic_load(&load_on) && l->count < CHARGES_MAX - 1; i++) {
+        if (!l->pending) {
+            snprintf(l->keys[l->count], sizeof l->keys[0], "f-%d-%d", l->thread, i);
+            l->pending = 1;
+        }
+        if (charge_once(l) != 201) usleep(2000);
+    }
+    return NULL;
+}
+
+static void member_setup(unsigned port, int thread) {
+    char path[96], body[96];
+    snprintf(path, sizeof path, "/v1/members/faulty-%d", thread);
+    cp_resp r = cp_http(port, "PUT", path, env.service, NULL,
+                        "{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2026-01-03\"}", TIMEOUT_MS);
+    assert_int_equal(r.status, 200);
+    cp_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/members/faulty-%d/grants", thread);
+    snprintf(body, sizeof body, "{\"credits\":1000000000,\"source\":\"purchase\"}");
+    r = cp_http(port, "POST", path, env.admin, NULL, body, TIMEOUT_MS);
+    assert_int_equal(r.status, 201);
+    cp_resp_free(&r);
+}
+
+/* Every charge the loaders were told of is in the ledger once, each pending key now applies
+ * exactly once, and nothing else holds credits. */
+static int64_t check_after(unsigned port, loader *ls) {
+    int64_t checked = 0;
+    for (int i = 0; i < LOAD_THREADS; i++) {
+        loader *l = &ls[i];
+        l->port = port;
+        if (l->pending) { /* retried after the fault: must now apply (or replay) once */
+            atomic_store(&port_now, port);
+            for (int tries = 0; tries < 50 && charge_once(l) != 201; tries++) usleep(50000);
+            assert_int_equal(l->pending, 0);
+        }
+        char path[160];
+        int64_t holds = 0;
+        for (int c = 0; c < l->count; c++) {
+            snprintf(path, sizeof path, "/v1/charges/%s?member_id=faulty-%d", l->ids[c], l->thread);
+            cp_resp r = cp_http(port, "GET", path, env.service, NULL, NULL, TIMEOUT_MS);
+            if (r.status != 200) fail_msg("acknowledged charge %s is missing (%d)", l->ids[c], r.status);
+            cp_resp_free(&r);
+            checked++;
+        }
+        if (l->count == 0) fail_msg("loader %d was never acknowledged", l->thread);
+        /* the journal holds exactly the acknowledged charges: count distinct held charges */
+        snprintf(path, sizeof path, "/v1/members/faulty-%d/balance", l->thread);
+        cp_resp r = cp_http(port, "GET", path, env.service, NULL, NULL, TIMEOUT_MS);
+        assert_int_equal(r.status, 200);
+        json_t *j = json_loads(r.body, 0, NULL);
+        holds = json_integer_value(json_object_get(j, "held"));
+        json_decref(j);
+        cp_resp_free(&r);
+        /* midjourney costs the same every time for this member: held = count × price */
+        snprintf(path, sizeof path, "/v1/charges/%s?member_id=faulty-%d", l->ids[0], l->thread);
+        r = cp_http(port, "GET", path, env.service, NULL, NULL, TIMEOUT_MS);
+        j = json_loads(r.body, 0, NULL);
+        int64_t price = json_integer_value(json_object_get(j, "credits"));
+        json_decref(j);
+        cp_resp_free(&r);
+        if (holds != price * l->count)
+            fail_msg("faulty-%d holds %lld credits; %d acknowledged charges of %lld make %lld", l->thread,
+                     (long long)holds, l->count, (long long)price, (long long)(price * l->count));
+    }
+    return checked;
+}
+
+static void verify_clean(void) {
+    int rc = cp_sh("'%s/creditgate' ledger verify --db '%s' >'%s/verify.out' 2>&1", env.bin_dir, env.db, env.dir);
+    if (rc) cp_sh("cat '%s/verify.out'", env.dir);
+    assert_int_equal(rc, 0);
+}
+
+static void run_load(loader *ls, pthread_t *th) {
+    static char ids[LOAD_THREADS][CHARGES_MAX][40], keys[LOAD_THREADS][CHARGES_MAX][40];
+    atomic_store(&load_on, true);
+    for (int i = 0; i < LOAD_THREADS; i++) {
+        memset(&ls[i], 0, sizeof ls[i]);
+        ls[i].thread = i;
+        ls[i].ids = ids[i];
+        ls[i].keys = keys[i];
+        pthread_create(&th[i], NULL, load_main, &ls[i]);
+    }
+}
+
+static void stop_load(pthread_t *th) {
+    atomic_store(&load_on, false);
+    for (int i = 0; i < LOAD_THREADS; i++) pthread_join(th[i], NULL);
+}
+
+static void fresh_env(void) {
+    assert_int_equal(cp_env_init(&env), 0);
+    assert_int_equal(build_shim(), 0);
+    snprintf(ctl, sizeof ctl, "%s/fault.ctl", env.dir);
+    fault_set("");
+    memset(&t, 0, sizeof t);
+}
+
+/* Disk full (or EIO) on every write to the database files, switched on and off under load. */
+static void write_faults(const char *words) {
+    fresh_env();
+    int rounds = getenv("CG_FAULT_ROUNDS") ? atoi(getenv("CG_FAULT_ROUNDS")) : 4;
+    cp_proc p = start_faulty();
+    for (int i = 0; i < LOAD_THREADS; i++) member_setup(p.port, i);
+    static loader ls[LOAD_THREADS];
+    pthread_t th[LOAD_THREADS];
+    run_load(ls, th);
+    long acked_clear = 0, acked_faulty = 0;
+    for (int round = 0; round < rounds; round++) {
+        usleep(300000);
+        long before = atomic_load(&t.acked);
+        fault_set(words);
+        usleep(50000); /* commits already past their writes may still be acknowledged */
+        long mid = atomic_load(&t.acked);
+        usleep(300000);
+        acked_faulty += atomic_load(&t.acked) - mid;
+        fault_set("");
+        acked_clear += mid - before;
+    }
+    usleep(300000);
+    long acked_after = atomic_load(&t.acked);
+    usleep(300000);
+    bool recovered = atomic_load(&t.acked) > acked_after;
+    stop_load(th);
+    int injected = faults_injected();
+    int64_t checked = check_after(p.port, ls);
+    int status = cp_stop(&p, SIGTERM, 30000);
+    verify_clean();
+    printf("  %s: %d rounds, %d faults injected; answers: %ld 2xx (%ld while faulty), %ld 503, "
+           "%ld 500, %ld none; served again after clearing: %s; %lld acknowledged charges read back, "
+           "verify clean\n", words, rounds, injected, (long)atomic_load(&t.acked), acked_faulty,
+           (long)atomic_load(&t.answered_503), (long)atomic_load(&t.answered_500),
+           (long)atomic_load(&t.no_answer), recovered ? "yes" : "NO", (long long)checked);
+    assert_true(injected > 0);
+    assert_true(atomic_load(&t.answered_503) > 0);
+    assert_int_equal(atomic_load(&t.answered_500), 0);
+    assert_int_equal(atomic_load(&t.no_answer), 0);
+    assert_int_equal(atomic_load(&t.answered_other), 0);
+    assert_int_equal(acked_faulty, 0); /* nothing acknowledged while no write could land */
+    assert_true(recovered);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cp_env_free(&env);
+}
+
+static void test_disk_full_answers_503_and_recovers(void **s) { (void)s; write_faults("write=ENOSPC"); }
+static void test_write_eio_answers_503_and_recovers(void **s) { (void)s; write_faults("write=EIO"); }
+
+static int ready_status(unsigned port) {
+    cp_resp r = cp_http(port, "GET", "/readyz", NULL, NULL, NULL, TIMEOUT_MS);
+    int status = r.status;
+    cp_resp_free(&r);
+    return status;
+}
+
+/* A failed fsync: the ledger refuses everything after it (what is on disk is unknown), a
+ * restart on the same file recovers, and retried keys apply exactly once. */
+static void test_failed_fsync_refuses_until_restart_and_loses_nothing(void **s) {
+    (void)s;
+    fresh_env();
+    cp_proc p = start_faulty();
+    for (int i = 0; i < LOAD_THREADS; i++) member_setup(p.port, i);
+    static loader ls[LOAD_THREADS];
+    pthread_t th[LOAD_THREADS];
+    run_load(ls, th);
+    usleep(300000);
+    fault_set("fsync=EIO");
+    usleep(300000);
+    fault_set("");
+    long acked_mid = atomic_load(&t.acked);
+    usleep(300000);
+    long acked_after_fault = atomic_load(&t.acked) - acked_mid; /* must be 0: poisoned */
+    int ready = ready_status(p.port);
+    stop_load(th);
+    long answered_500 = atomic_load(&t.answered_500), answered_503 = atomic_load(&t.answered_503);
+    int status = cp_stop(&p, SIGTERM, 30000);
+    int injected = faults_injected();
+    p = start_faulty(); /* same database, no fault */
+    int64_t checked = check_after(p.port, ls);
+    cp_stop(&p, SIGTERM, 30000);
+    verify_clean();
+    printf("  fsync=EIO: %d faults injected; then %ld 2xx before restart, answers 503: %ld, "
+           "500: %ld; /readyz while refusing: %d; after restart %lld acknowledged charges read "
+           "back, pending keys applied once, verify clean\n", injected, acked_after_fault,
+           answered_503, answered_500, ready, (long long)checked);
+    assert_true(injected > 0);
+    assert_int_equal(acked_after_fault, 0);
+    assert_true(answered_500 + answered_503 > 0);
+    assert_int_equal(atomic_load(&t.no_answer), 0);
+    assert_true(status != -1); /* it stopped on SIGTERM */
+    if (strict) {
+        assert_int_equal(answered_500, 0); /* issue 7: 503 for what could not be made durable */
+        assert_int_equal(ready, 503);      /* a refusing ledger is not ready */
+    }
+    cp_env_free(&env);
+}
+
+int main(void) {
+    strict = getenv("CG_FAULTS_STRICT") && !strcmp(getenv("CG_FAULTS_STRICT"), "1");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_disk_full_answers_503_and_recovers),
+        cmocka_unit_test(test_write_eio_answers_503_and_recovers),
+        cmocka_unit_test(test_failed_fsync_refuses_until_restart_and_loses_nothing),
+    };
+    return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+}
