@@ -32,8 +32,17 @@
 #define CG_IDEMPOTENCY_KEY_BYTES_MAX 128
 #define CG_GRANT_NOTE_BYTES_MAX 256
 #define CG_REASON_CODE_BYTES_MAX 32
-#define CG_GRANTS_OPEN_MAX 32           /* grants with credits left (or held) per member */
-#define CG_CHARGE_PARTS_MAX CG_GRANTS_OPEN_MAX /* grants one charge may draw from */
+#define CG_GRANTS_OPEN_MAX 32           /* open grants (credits left or held) a `grant` call
+                                           may bring a member to */
+#define CG_GRANTS_REFUND_EXTRA 2        /* beyond that, one open `refund` grant per category:
+                                           a refund never fails for want of room */
+#define CG_MEMBER_GRANTS_MAX (CG_GRANTS_OPEN_MAX + CG_GRANTS_REFUND_EXTRA) /* open, all kinds */
+#define CG_CHARGE_PARTS_MAX CG_MEMBER_GRANTS_MAX /* grants one charge may draw from */
+#define CG_CHARGES_PAGE_MAX 100         /* charges per cg_ledger_charges page */
+#define CG_CHARGES_CURSOR_BYTES_MAX 64  /* "<created_at_us>.<charge_id>" + NUL */
+#define CG_LEDGER_CACHE_MEMBERS_DEFAULT 131072 /* members whose state the writer keeps in
+                                           memory (~0.6 KiB each, ~80 MiB at most) */
+#define CG_LEDGER_CACHE_MEMBERS_MAX (1 << 22)
 #define CG_MEMBER_VERSIONS_MAX 64       /* member state history returned by one get */
 #define CG_HISTORY_PAGE_MAX 500         /* journal entries per history page */
 #define CG_LEDGER_QUEUE_OPS_MAX 4096    /* calls waiting for the writer; callers block beyond */
@@ -88,6 +97,12 @@ typedef struct cg_ledger_config {
     int64_t sweep_interval_us;   /* how often expired holds/grants/keys are swept when idle */
     cg_clock_fn clock_us;        /* NULL: wall clock. Tests inject a fake clock */
     void *clock_ctx;
+    int cache_members_max;       /* members' state (latest version, open grants, journal seq)
+                                    kept in memory by the writer, least recently used evicted;
+                                    0: none (every read goes to the store). Default
+                                    CG_LEDGER_CACHE_MEMBERS_DEFAULT, at most _MAX. Only used
+                                    while the ledger is its database's single writer (the store
+                                    reports other writers; see store.h data_version) */
 } cg_ledger_config;
 
 typedef struct cg_ledger cg_ledger;
@@ -164,8 +179,9 @@ typedef struct cg_grant_input {
     const char *note;           /* may be NULL */
 } cg_grant_input;
 
-/* Adds credits. The member must exist. At most CG_GRANTS_OPEN_MAX open grants (CG_ELIMIT;
- * a refund that needs a new `refund` grant is refused the same way). */
+/* Adds credits. The member must exist. At most CG_GRANTS_OPEN_MAX open grants (CG_ELIMIT).
+ * A refund that needs a `refund` grant adds to the member's open one of that category, or
+ * makes one even beyond the limit (CG_GRANTS_REFUND_EXTRA), so refunds never hit it. */
 int cg_ledger_grant(cg_ledger *ledger, const cg_grant_input *in, cg_grant *out, bool *replayed,
                     cg_err *err);
 
@@ -271,6 +287,15 @@ int cg_ledger_refund(cg_ledger *ledger, const cg_settle_input *in, cg_charge *ou
 int cg_ledger_charge_get(cg_ledger *ledger, const char *member_id, const char *charge_id,
                          cg_charge *out, cg_err *err);
 
+/* A member's charges page by page, newest first, every status, 0-credit (unlimited) ones
+ * included — what the My Credits page lists. before: "" or NULL for the first page, else the
+ * previous page's *next. limit 1..CG_CHARGES_PAGE_MAX; out holds limit charges (~13 KB each:
+ * heap). *next is set to the cursor of the following page when this one came back full, ""
+ * when it is the last. CG_EINVAL on a malformed cursor. */
+int cg_ledger_charges(cg_ledger *ledger, const char *member_id, const char *before, int limit,
+                      cg_charge *out, int *count, char next[CG_CHARGES_CURSOR_BYTES_MAX],
+                      cg_err *err);
+
 /* ---- balance, history, verify ------------------------------------------------------------ */
 
 typedef struct cg_balance {
@@ -280,7 +305,7 @@ typedef struct cg_balance {
     int64_t available_paid;
     int64_t available_promo;
     int64_t held;                /* Σ held */
-    cg_grant grants[CG_GRANTS_OPEN_MAX]; /* open grants (credits left or held), spending order */
+    cg_grant grants[CG_MEMBER_GRANTS_MAX]; /* open grants (credits left or held), spending order */
     int grant_count;
 } cg_balance;
 
@@ -335,6 +360,8 @@ struct json_t *cg_charge_to_json(const cg_charge *charge);
 struct json_t *cg_balance_to_json(const cg_balance *balance);
 struct json_t *cg_journal_entry_to_json(const cg_journal_entry *entry);
 struct json_t *cg_verify_report_to_json(const cg_verify_report *report);
+/* {"charges": [cg_charge_to_json...], "next": cursor or null} — one cg_ledger_charges page. */
+struct json_t *cg_charges_page_to_json(const cg_charge *charges, int count, const char *next);
 /* {"error": {"code": "insufficient_credits", "message": ..., "needed": n, "available": n}}
  * — charge may be NULL; needed/available are added for CG_EINSUFFICIENT. */
 struct json_t *cg_ledger_error_to_json(const cg_err *err, const cg_charge *charge);

@@ -25,7 +25,7 @@
 #include "creditgate/ledger.h"
 
 #define CG_STORE_DSN_BYTES_MAX 1024
-#define CG_STORE_SCHEMA_VERSION 1
+#define CG_STORE_SCHEMA_VERSION 2 /* 2: charges listed by member, newest first */
 
 /* What an idempotency key remembers: the call, a hash of its request, the object it made. */
 typedef struct cg_store_idem {
@@ -121,6 +121,30 @@ typedef struct cg_store_ops {
     int (*scan_charges)(cg_store *store, cg_store_charge_fn fn, void *ctx, cg_err *err);
     /* Totals for the verify report. */
     int (*count_entries)(cg_store *store, int64_t *entries, cg_err *err);
+
+    /* ---- Optional ops (added later). A backend may leave any of them NULL; the ledger then
+     * does what it did before they existed, so every backend keeps working unchanged. ---- */
+
+    /* Inserts the key unless (member_id, key) exists: *claimed true when inserted; otherwise
+     * *existing is the stored row and nothing was written. One statement instead of idem_get
+     * before the effect and idem_insert after it (the ledger claims first and rolls its
+     * savepoint back if the call fails). NULL: idem_get + idem_insert. */
+    int (*idem_claim)(cg_store *store, const cg_store_idem *row, bool *claimed,
+                      cg_store_idem *existing, cg_err *err);
+    /* A counter that changes whenever ANOTHER connection or process committed to the database
+     * (SQLite: PRAGMA data_version), read inside the writer's transaction. The ledger keeps
+     * per-member state in memory only while it is the single writer: a change empties its
+     * cache. NULL: the ledger keeps no member state in memory (every read goes to the store). */
+    int (*data_version)(cg_store *store, int64_t *version, cg_err *err);
+    /* A member's charges, newest first (created_at_us, then charge_id, both descending),
+     * strictly before (before_at_us, before_id) when before_id is non-empty; at most limit.
+     * NULL: cg_ledger_charges answers CG_EINVAL ("not supported by this backend"). */
+    int (*charges_page)(cg_store *store, const char *member_id, int64_t before_at_us,
+                        const char *before_id, int limit, cg_charge *out, int *count,
+                        cg_err *err);
+    /* Like grant_update, and also writes credits: a refund merged into the member's open
+     * `refund` grant of the same category. NULL: the refund makes a new grant as before. */
+    int (*grant_update_credits)(cg_store *store, const cg_grant *row, cg_err *err);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -128,11 +152,14 @@ struct cg_store {
     const cg_store_ops *ops;
 };
 
-/* Opens a backend by data source name: "sqlite:PATH", a bare PATH (SQLite), or ":memory:".
- * ("postgres://..." is reserved for the PostgreSQL backend.) Creates the file and its folder
- * if missing and applies versioned schema migrations. */
+/* Opens a backend by data source name: "sqlite:PATH", a bare PATH (SQLite), ":memory:", or
+ * "postgres://..." / "postgresql://..." (src/store/pg.c). Creates the file and its folder if
+ * missing and applies versioned schema migrations. */
 int cg_store_open(const char *dsn, cg_store **out, cg_err *err);
 int cg_store_sqlite_open(const char *path, cg_store **out, cg_err *err);
+/* A libpq DSN, plus an optional `cg_schema=NAME` query parameter: the tables live in schema
+ * NAME (created if missing). */
+int cg_store_pg_open(const char *dsn, cg_store **out, cg_err *err);
 /* NULL is a no-op. */
 void cg_store_close(cg_store *store);
 

@@ -30,7 +30,64 @@ typedef enum ledger_op_kind {
     OP_BALANCE,
     OP_HISTORY,
     OP_VERIFY,
+    OP_CHARGES,
 } ledger_op_kind;
+
+/* ---- the writer's member cache (cache.c) and the row access through it (rows.c) ---- */
+
+#define LEDGER_CACHE_GRANTS_MAX 4   /* open grants kept per member; more: read from the store */
+#define LEDGER_CACHE_TOUCHED_MAX 8  /* members one op may load or change before a rollback
+                                       forgets the whole cache instead of just them */
+
+typedef struct cache_grant {        /* a cg_grant without its note (never read from here) */
+    char grant_id[CG_OBJECT_ID_BYTES_MAX];
+    int8_t source, category;
+    bool expired;
+    int priority;
+    int64_t credits, remaining, held, starts_at_us, expires_at_us, created_at_us;
+} cache_grant;
+
+typedef struct member_entry {
+    char member_id[CG_MEMBER_ID_BYTES_MAX]; /* "" in a forgotten slot */
+    uint32_t hash;
+    int32_t chain_next, lru_prev, lru_next;
+    bool has_state;                 /* the latest member version below is known */
+    bool grants_known;              /* grants[] is every open grant of the member */
+    bool seq_known;                 /* journal_seq is the member's last journal seq */
+    char plan[CG_ID_BYTES_MAX];
+    char billing[CG_ID_BYTES_MAX];
+    int64_t joined_at_us, effective_at_us, recorded_at_us;
+    int64_t journal_seq;
+    int grant_count;
+    cache_grant grants[LEDGER_CACHE_GRANTS_MAX];
+} member_entry;
+
+typedef struct ledger_cache_stats {
+    int64_t hits, misses, evictions, rollbacks, clears;
+} ledger_cache_stats;
+
+typedef struct ledger_cache ledger_cache;
+int ledger_cache_open(int members_max, ledger_cache **out); /* max 0: *out = NULL, no cache */
+void ledger_cache_close(ledger_cache *cache);
+void ledger_cache_clear(ledger_cache *cache);
+member_entry *ledger_cache_find(ledger_cache *cache, const char *member_id);
+member_entry *ledger_cache_add(ledger_cache *cache, const char *member_id); /* NULL: full */
+void ledger_cache_op_begin(ledger_cache *cache);
+void ledger_cache_op_rollback(ledger_cache *cache);
+ledger_cache_stats ledger_cache_stats_get(const ledger_cache *cache);
+
+int lg_member_at(cg_ledger *l, const char *member_id, int64_t at_us, cg_member_state *out,
+                 cg_err *err);
+int lg_member_exists(cg_ledger *l, const char *member_id, cg_err *err);
+void lg_member_put_done(cg_ledger *l, const cg_member_state *row);
+int lg_grants_open(cg_ledger *l, const char *member_id, cg_grant *out, int max, int *count,
+                   cg_err *err);
+int lg_grant_get(cg_ledger *l, const char *member_id, const char *grant_id, cg_grant *out,
+                 cg_err *err);
+int lg_grant_insert(cg_ledger *l, const cg_grant *g, cg_err *err);
+int lg_grant_update(cg_ledger *l, const cg_grant *g, bool with_credits, cg_err *err);
+int lg_journal_last_seq(cg_ledger *l, const char *member_id, int64_t *seq, cg_err *err);
+void lg_journal_appended(cg_ledger *l, const char *member_id, int64_t seq);
 
 /* One call, queued by its caller and applied by the writer. Lives on the caller's stack
  * until `done` is posted. */
@@ -47,6 +104,7 @@ typedef struct ledger_op {
     int limit;
     int *count;
     int64_t *next_seq;
+    char *cursor;            /* OP_CHARGES: in "before", out "next" */
     /* result */
     int rc;
     cg_err err;
@@ -78,6 +136,11 @@ struct cg_ledger {
     bool syncer_started;
     pthread_t syncer;
     _Atomic int sync_failed; /* a sync failed: durability unknown, refuse everything */
+    /* writer only (or the mutex holder in naive mode) */
+    ledger_cache *cache;     /* NULL: no member state in memory */
+    int64_t data_version;    /* the store's, at the last batch: another writer changes it */
+    bool data_version_known;
+    cg_grant *scratch_grants; /* CG_MEMBER_GRANTS_MAX: a member's open grants during one op */
 };
 
 /* Committed ops awaiting one sync: the writer applies up to this many ahead of the disk. */

@@ -224,3 +224,11 @@ json_t *cg_ledger_error_to_json(const cg_err *err, const cg_charge *charge) {
     json_object_set_new(o, "error", e);
     return o;
 }
+
+json_t *cg_charges_page_to_json(const cg_charge *charges, int count, const char *next) {
+    json_t *o = json_object(), *arr = json_array();
+    for (int i = 0; i < count; i++) json_array_append_new(arr, cg_charge_to_json(&charges[i]));
+    json_object_set_new(o, "charges", arr);
+    json_object_set_new(o, "next", next && *next ? json_string(next) : json_null());
+    return o;
+}

@@ -26,6 +26,7 @@ void cg_ledger_config_default(cg_ledger_config *config) {
     config->hold_ttl_s = CG_HOLD_TTL_S_DEFAULT;
     config->idempotency_keep_s = CG_IDEMPOTENCY_KEEP_S_MIN;
     config->sweep_interval_us = SWEEP_INTERVAL_US_DEFAULT;
+    config->cache_members_max = CG_LEDGER_CACHE_MEMBERS_DEFAULT;
 }
 
 int64_t ledger_now_us(const cg_ledger *ledger) {
@@ -45,6 +46,9 @@ static int config_check(const cg_ledger_config *c, cg_err *err) {
                           CG_IDEMPOTENCY_KEEP_S_MIN);
     if (c->sweep_interval_us < 0)
         return cg_err_set(err, CG_EINVAL, "sweep_interval_us must not be negative");
+    if (c->cache_members_max < 0 || c->cache_members_max > CG_LEDGER_CACHE_MEMBERS_MAX)
+        return cg_err_set(err, CG_EINVAL, "cache_members_max must be 0..%d",
+                          CG_LEDGER_CACHE_MEMBERS_MAX);
     return CG_OK;
 }
 
@@ -60,6 +64,19 @@ static int sweep_if_due(cg_ledger *l, int64_t now_us, int n_ops, cg_err *err) {
     return rc;
 }
 
+/* Inside the batch's transaction: if another connection committed since our last batch, what
+ * the cache holds may be stale — forget it all. */
+static int cache_check(cg_ledger *l, cg_err *err) {
+    if (!l->cache) return CG_OK;
+    int64_t version = 0;
+    int rc = l->store->ops->data_version(l->store, &version, err);
+    if (rc) return rc;
+    if (l->data_version_known && version != l->data_version) ledger_cache_clear(l->cache);
+    l->data_version = version;
+    l->data_version_known = true;
+    return CG_OK;
+}
+
 /* Applies ops[0..n) in one transaction and commits it (durable after the next sync). Each
  * op's rc is final when this returns, unless the sync then fails. */
 static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
@@ -73,19 +90,24 @@ static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
         return;
     }
     int rc = s->ops->begin(s, &err);
+    if (!rc) rc = cache_check(l, &err);
     if (!rc) rc = sweep_if_due(l, now_us, n, &err);
     for (int i = 0; i < n && !rc; i++) {
         ledger_op *op = ops[i];
         if ((rc = s->ops->savepoint(s, &err))) break;
+        ledger_cache_op_begin(l->cache);
         op->rc = ledger_apply(l, op, now_us);
         assert(op->rc <= 0);
+        if (op->rc) ledger_cache_op_rollback(l->cache);
         rc = op->rc ? s->ops->savepoint_rollback(s, &err) : s->ops->savepoint_release(s, &err);
     }
     if (!rc) rc = s->ops->commit(s, &err);
     if (rc) {
-        /* Nothing of this batch is durable: every op that had succeeded now fails. */
+        /* Nothing of this batch is durable: every op that had succeeded now fails, and the
+         * cache, written through op by op, is ahead of the store. */
         cg_err ignored;
         s->ops->rollback(s, &ignored);
+        ledger_cache_clear(l->cache);
         for (int i = 0; i < n; i++) {
             if (ops[i]->rc != CG_OK) continue; /* its own refusal stands: it changed nothing */
             ops[i]->rc = cg_err_set(&ops[i]->err, CG_EUNAVAILABLE,
@@ -236,12 +258,17 @@ int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledg
         return rc ? rc : cg_err_set(err, CG_EIO, "libsodium failed to initialize");
     }
     cg_ledger *l = calloc(1, sizeof *l);
+    int cache_rc = CG_OK;
     if (l) {
         l->ring = calloc((size_t)config->queue_ops_max, sizeof *l->ring);
         l->batch = calloc((size_t)config->batch_ops_max, sizeof *l->batch);
+        l->scratch_grants = calloc(CG_MEMBER_GRANTS_MAX, sizeof *l->scratch_grants);
+        /* member state in memory only where the store can tell us about other writers */
+        if (store_take->ops->data_version)
+            cache_rc = ledger_cache_open(config->cache_members_max, &l->cache);
     }
-    if (!l || !l->ring || !l->batch) {
-        if (l) free(l->ring), free(l->batch);
+    if (!l || !l->ring || !l->batch || !l->scratch_grants || cache_rc) {
+        if (l) free(l->ring), free(l->batch), free(l->scratch_grants), ledger_cache_close(l->cache);
         free(l);
         cg_store_close(store_take);
         return cg_err_set(err, CG_ENOMEM, "out of memory opening the ledger");
@@ -301,6 +328,8 @@ void cg_ledger_close(cg_ledger *l) {
     pthread_cond_destroy(&l->not_full);
     pthread_cond_destroy(&l->not_empty);
     pthread_mutex_destroy(&l->mu);
+    ledger_cache_close(l->cache);
+    free(l->scratch_grants);
     free(l->batch);
     free(l->ring);
     free(l);
@@ -375,6 +404,18 @@ int cg_ledger_history(cg_ledger *l, const char *member_id, int64_t after_seq, in
     ledger_op op = {.kind = OP_HISTORY, .out = out, .member_id = member_id,
                     .after_seq = after_seq, .limit = limit, .count = count,
                     .next_seq = next_seq};
+    return submit(l, &op, err);
+}
+
+int cg_ledger_charges(cg_ledger *l, const char *member_id, const char *before, int limit,
+                      cg_charge *out, int *count, char next[CG_CHARGES_CURSOR_BYTES_MAX],
+                      cg_err *err) {
+    assert(out && count && next);
+    *count = 0;
+    next[0] = 0;
+    ledger_op op = {.kind = OP_CHARGES, .out = out, .member_id = member_id,
+                    .object_id = before ? before : "", .limit = limit, .count = count,
+                    .cursor = next};
     return submit(l, &op, err);
 }
 

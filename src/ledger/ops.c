@@ -84,19 +84,49 @@ static int idem_lookup(cg_store *s, const char *member_id, const char *key, int 
     return CG_OK;
 }
 
-static int idem_record(cg_store *s, const char *member_id, const char *key, int op,
-                       const uint8_t hash[16], const char *object_id, int64_t now_us,
-                       cg_err *err) {
-    cg_store_idem row = {.op = op, .created_at_us = now_us};
-    copy(row.member_id, sizeof row.member_id, member_id);
-    copy(row.key, sizeof row.key, key);
-    memcpy(row.request_hash, hash, 16);
-    copy(row.object_id, sizeof row.object_id, object_id);
-    return s->ops->idem_insert(s, &row, err);
+/* One call's idempotency key, from idem_begin to idem_end. */
+typedef struct idem_call {
+    cg_store_idem row;
+    bool claimed; /* already stored by idem_begin (store idem_claim) */
+} idem_call;
+
+/* Claims the key for object_id (the id this call will create or act on), or finds it used:
+ * *found for a replay of the same request (replay_id filled), CG_ECONFLICT for another
+ * request. A store with idem_claim writes the key here, in one statement; the call's
+ * savepoint removes it again if the call then fails, so failed calls still record nothing. */
+static int idem_begin(cg_store *s, idem_call *ic, const char *member_id, const char *key,
+                      int op, const uint8_t hash[16], const char *object_id, int64_t now_us,
+                      char *replay_id, bool *found, cg_err *err) {
+    memset(ic, 0, sizeof *ic);
+    ic->row.op = op;
+    ic->row.created_at_us = now_us;
+    copy(ic->row.member_id, sizeof ic->row.member_id, member_id);
+    copy(ic->row.key, sizeof ic->row.key, key);
+    memcpy(ic->row.request_hash, hash, 16);
+    copy(ic->row.object_id, sizeof ic->row.object_id, object_id);
+    if (!s->ops->idem_claim)
+        return idem_lookup(s, member_id, key, op, hash, replay_id, found, err);
+    cg_store_idem existing;
+    *found = false;
+    int rc = s->ops->idem_claim(s, &ic->row, &ic->claimed, &existing, err);
+    if (rc || ic->claimed) return rc;
+    if (existing.op != op || memcmp(existing.request_hash, hash, 16) != 0)
+        return cg_err_set_field(err, CG_ECONFLICT, "idempotency_key",
+                                "idempotency key '%s' was already used for a different request",
+                                key);
+    copy(replay_id, CG_OBJECT_ID_BYTES_MAX, existing.object_id);
+    *found = true;
+    return CG_OK;
+}
+
+/* Records the key with the effect, unless idem_begin already did. */
+static int idem_end(cg_store *s, const idem_call *ic, cg_err *err) {
+    return ic->claimed ? CG_OK : s->ops->idem_insert(s, &ic->row, err);
 }
 
 /* Appends journal entries for one member, numbering them after the last stored seq. */
 typedef struct journal {
+    cg_ledger *ledger;
     cg_store *store;
     const char *member_id;
     int64_t now_us;
@@ -109,7 +139,7 @@ static int journal_add(journal *j, cg_journal_kind kind, const char *grant_id,
                        const char *note, cg_err *err) {
     assert(delta_remaining != 0 || delta_held != 0);
     if (!j->loaded) {
-        int rc = j->store->ops->journal_last_seq(j->store, j->member_id, &j->seq, err);
+        int rc = lg_journal_last_seq(j->ledger, j->member_id, &j->seq, err);
         if (rc) return rc;
         j->loaded = true;
     }
@@ -119,7 +149,9 @@ static int journal_add(journal *j, cg_journal_kind kind, const char *grant_id,
     copy(e.grant_id, sizeof e.grant_id, grant_id);
     copy(e.charge_id, sizeof e.charge_id, charge_id);
     copy(e.note, sizeof e.note, note);
-    return j->store->ops->journal_append(j->store, &e, err);
+    int rc = j->store->ops->journal_append(j->store, &e, err);
+    if (!rc) lg_journal_appended(j->ledger, j->member_id, e.seq);
+    return rc;
 }
 
 /* Spendable at now_us: started, not past expiry (swept or not). */
@@ -178,14 +210,16 @@ static int op_member_put(cg_ledger *l, ledger_op *op, int64_t now_us) {
     hash_int(&h, in->effective_at_us);
     uint8_t hash[16];
     hash_final(&h, hash);
-    char object_id[CG_OBJECT_ID_BYTES_MAX];
+    char object_id[CG_OBJECT_ID_BYTES_MAX], replay_id[CG_OBJECT_ID_BYTES_MAX];
+    snprintf(object_id, sizeof object_id, "%" PRId64, eff_us);
     bool found;
-    rc = idem_lookup(s, in->member_id, in->idempotency_key, OP_MEMBER_PUT, hash, object_id,
-                     &found, &op->err);
+    idem_call ic;
+    rc = idem_begin(s, &ic, in->member_id, in->idempotency_key, OP_MEMBER_PUT, hash, object_id,
+                    now_us, replay_id, &found, &op->err);
     if (rc) return rc;
     if (found) {
         if (op->replayed) *op->replayed = true;
-        return s->ops->member_at(s, in->member_id, strtoll(object_id, NULL, 10), out, &op->err);
+        return s->ops->member_at(s, in->member_id, strtoll(replay_id, NULL, 10), out, &op->err);
     }
     cg_member_state row = {.joined_at_us = in->joined_at_us, .effective_at_us = eff_us,
                            .recorded_at_us = now_us};
@@ -193,22 +227,10 @@ static int op_member_put(cg_ledger *l, ledger_op *op, int64_t now_us) {
     copy(row.plan, sizeof row.plan, in->plan);
     copy(row.billing, sizeof row.billing, in->billing);
     if ((rc = s->ops->member_insert(s, &row, &op->err))) return rc;
-    snprintf(object_id, sizeof object_id, "%" PRId64, eff_us);
-    rc = idem_record(s, in->member_id, in->idempotency_key, OP_MEMBER_PUT, hash, object_id,
-                     now_us, &op->err);
+    lg_member_put_done(l, &row);
+    rc = idem_end(s, &ic, &op->err);
     if (!rc) *out = row;
     return rc;
-}
-
-static int member_exists(cg_store *s, const char *member_id, cg_err *err) {
-    cg_member_state m;
-    int count = 0;
-    int rc = s->ops->member_versions(s, member_id, &m, 1, &count, err);
-    if (rc) return rc;
-    if (count == 0)
-        return cg_err_set_field(err, CG_ENOTFOUND, "member_id",
-                                "unknown member '%s' (put the member first)", member_id);
-    return CG_OK;
 }
 
 /* ---- grants ---- */
@@ -235,12 +257,9 @@ static int grant_validate(const cg_grant_input *in, int64_t starts_us, int64_t e
 }
 
 /* Refuses a new open grant when the member already has CG_GRANTS_OPEN_MAX. */
-static int grant_room(cg_store *s, const char *member_id, cg_err *err) {
-    cg_grant *open = malloc(sizeof(cg_grant) * CG_GRANTS_OPEN_MAX);
-    if (!open) return cg_err_set(err, CG_ENOMEM, "out of memory");
+static int grant_room(cg_ledger *l, const char *member_id, cg_err *err) {
     int count = 0;
-    int rc = s->ops->grants_open(s, member_id, open, CG_GRANTS_OPEN_MAX, &count, err);
-    free(open);
+    int rc = lg_grants_open(l, member_id, l->scratch_grants, CG_MEMBER_GRANTS_MAX, &count, err);
     if (!rc && count >= CG_GRANTS_OPEN_MAX)
         rc = cg_err_set(err, CG_ELIMIT, "member '%s' already has %d open grants", member_id,
                         CG_GRANTS_OPEN_MAX);
@@ -267,30 +286,29 @@ static int op_grant(cg_ledger *l, ledger_op *op, int64_t now_us) {
     hash_text(&h, in->note);
     uint8_t hash[16];
     hash_final(&h, hash);
-    char grant_id[CG_OBJECT_ID_BYTES_MAX];
-    bool found;
-    rc = idem_lookup(s, in->member_id, in->idempotency_key, OP_GRANT, hash, grant_id, &found,
-                     &op->err);
-    if (rc) return rc;
-    if (found) {
-        if (op->replayed) *op->replayed = true;
-        return s->ops->grant_get(s, in->member_id, grant_id, out, &op->err);
-    }
-    if ((rc = member_exists(s, in->member_id, &op->err))) return rc;
-    if ((rc = grant_room(s, in->member_id, &op->err))) return rc;
     cg_grant g = {.source = in->source, .category = in->category,
                   .priority = in->priority < 0 ? LEDGER_PRIORITY_DEFAULT : in->priority,
                   .credits = in->credits, .remaining = in->credits, .starts_at_us = starts_us,
                   .expires_at_us = expires_us, .created_at_us = now_us};
     new_id("gr_", g.grant_id, sizeof g.grant_id);
+    char replay_id[CG_OBJECT_ID_BYTES_MAX];
+    bool found;
+    idem_call ic;
+    rc = idem_begin(s, &ic, in->member_id, in->idempotency_key, OP_GRANT, hash, g.grant_id,
+                    now_us, replay_id, &found, &op->err);
+    if (rc) return rc;
+    if (found) {
+        if (op->replayed) *op->replayed = true;
+        return s->ops->grant_get(s, in->member_id, replay_id, out, &op->err);
+    }
+    if ((rc = lg_member_exists(l, in->member_id, &op->err))) return rc;
+    if ((rc = grant_room(l, in->member_id, &op->err))) return rc;
     copy(g.member_id, sizeof g.member_id, in->member_id);
     copy(g.note, sizeof g.note, in->note);
-    journal j = {.store = s, .member_id = in->member_id, .now_us = now_us};
-    if ((rc = s->ops->grant_insert(s, &g, &op->err))) return rc;
+    journal j = {.ledger = l, .store = s, .member_id = in->member_id, .now_us = now_us};
+    if ((rc = lg_grant_insert(l, &g, &op->err))) return rc;
     rc = journal_add(&j, CG_JOURNAL_GRANT, g.grant_id, "", g.credits, 0, g.note, &op->err);
-    if (!rc)
-        rc = idem_record(s, in->member_id, in->idempotency_key, OP_GRANT, hash, g.grant_id,
-                         now_us, &op->err);
+    if (!rc) rc = idem_end(s, &ic, &op->err);
     if (!rc) *out = g;
     return rc;
 }
@@ -350,9 +368,8 @@ static void charge_hash(const cg_charge_input *in, uint8_t hash[16]) {
 /* Fills the request and member snapshot, and quotes it. */
 static int charge_quote(cg_ledger *l, const cg_charge_input *in, int64_t at_us, cg_charge *c,
                         cg_err *err) {
-    cg_store *s = l->store;
     cg_member_state m;
-    int rc = s->ops->member_at(s, in->member_id, at_us, &m, err);
+    int rc = lg_member_at(l, in->member_id, at_us, &m, err);
     if (rc == CG_ENOTFOUND)
         return cg_err_set_field(err, CG_ENOTFOUND, "member_id",
                                 "member '%s' has no recorded state at the instant of use",
@@ -383,11 +400,10 @@ static int charge_quote(cg_ledger *l, const cg_charge_input *in, int64_t at_us, 
 }
 
 /* Reserves c->credits from the member's live grants in spending order. */
-static int charge_hold(cg_store *s, cg_charge *c, journal *j, int64_t now_us, cg_err *err) {
-    cg_grant *g = malloc(sizeof(cg_grant) * CG_GRANTS_OPEN_MAX);
-    if (!g) return cg_err_set(err, CG_ENOMEM, "out of memory");
+static int charge_hold(cg_ledger *l, cg_charge *c, journal *j, int64_t now_us, cg_err *err) {
+    cg_grant *g = l->scratch_grants;
     int count = 0;
-    int rc = s->ops->grants_open(s, c->member_id, g, CG_GRANTS_OPEN_MAX, &count, err);
+    int rc = lg_grants_open(l, c->member_id, g, CG_MEMBER_GRANTS_MAX, &count, err);
     int live = 0;
     int64_t available = 0;
     for (int i = 0; !rc && i < count; i++)
@@ -413,13 +429,12 @@ static int charge_hold(cg_store *s, cg_charge *c, journal *j, int64_t now_us, cg
         p->held = take;
         g[i].held += take;
         need -= take;
-        rc = s->ops->grant_update(s, &g[i], err);
+        rc = lg_grant_update(l, &g[i], false, err);
         if (!rc) rc = journal_add(j, CG_JOURNAL_HOLD, g[i].grant_id, c->charge_id, 0, take, "",
                                   err);
     }
     assert(rc || need == 0);
     c->held = c->credits;
-    free(g);
     return rc;
 }
 
@@ -434,35 +449,36 @@ static int op_charge(cg_ledger *l, ledger_op *op, int64_t now_us) {
         return cg_err_set(&op->err, CG_EINVAL, "this ledger was opened without a policy engine");
     uint8_t hash[16];
     charge_hash(in, hash);
-    char charge_id[CG_OBJECT_ID_BYTES_MAX];
+    char charge_id[CG_OBJECT_ID_BYTES_MAX], replay_id[CG_OBJECT_ID_BYTES_MAX];
+    new_id("ch_", charge_id, sizeof charge_id);
     bool found;
-    rc = idem_lookup(s, in->member_id, in->idempotency_key, OP_CHARGE, hash, charge_id, &found,
-                     &op->err);
+    idem_call ic;
+    rc = idem_begin(s, &ic, in->member_id, in->idempotency_key, OP_CHARGE, hash, charge_id,
+                    now_us, replay_id, &found, &op->err);
     if (rc) return rc;
     if (found) {
         if (op->replayed) *op->replayed = true;
-        return s->ops->charge_get(s, in->member_id, charge_id, c, &op->err);
+        return s->ops->charge_get(s, in->member_id, replay_id, c, &op->err);
     }
     if ((rc = charge_quote(l, in, in->at_us ? in->at_us : now_us, c, &op->err))) return rc;
-    new_id("ch_", c->charge_id, sizeof c->charge_id);
+    copy(c->charge_id, sizeof c->charge_id, charge_id);
     c->status = CG_CHARGE_HELD;
     c->created_at_us = now_us;
     c->expires_at_us += now_us;
-    journal j = {.store = s, .member_id = in->member_id, .now_us = now_us};
-    if ((rc = charge_hold(s, c, &j, now_us, &op->err))) return rc;
+    journal j = {.ledger = l, .store = s, .member_id = in->member_id, .now_us = now_us};
+    if ((rc = charge_hold(l, c, &j, now_us, &op->err))) return rc;
     if ((rc = s->ops->charge_insert(s, c, &op->err))) return rc;
-    return idem_record(s, in->member_id, in->idempotency_key, OP_CHARGE, hash, c->charge_id,
-                       now_us, &op->err);
+    return idem_end(s, &ic, &op->err);
 }
 
 /* ---- settle: capture / release / expiry of a hold ---- */
 
 /* Takes back `release` held credits of one part; on a grant already expired they expire too
  * (the expiry movement of credits that were held when the grant ran out). */
-static int settle_part(cg_store *s, cg_charge *c, cg_charge_part *p, int64_t capture,
+static int settle_part(cg_ledger *l, cg_charge *c, cg_charge_part *p, int64_t capture,
                        journal *j, cg_err *err) {
     cg_grant g;
-    int rc = s->ops->grant_get(s, c->member_id, p->grant_id, &g, err);
+    int rc = lg_grant_get(l, c->member_id, p->grant_id, &g, err);
     if (rc) return rc;
     int64_t release = p->held - capture;
     assert(capture >= 0 && release >= 0 && g.held >= p->held && g.remaining >= p->held);
@@ -478,22 +494,23 @@ static int settle_part(cg_store *s, cg_charge *c, cg_charge_part *p, int64_t cap
         g.remaining -= release;
         rc = journal_add(j, CG_JOURNAL_EXPIRY, g.grant_id, "", -release, 0, c->charge_id, err);
     }
-    if (!rc) rc = s->ops->grant_update(s, &g, err);
+    if (!rc) rc = lg_grant_update(l, &g, false, err);
     return rc;
 }
 
 /* Settles a held charge at `final` credits (0: release), parts in spending order. */
-static int settle(cg_store *s, cg_charge *c, int64_t final, cg_charge_status status,
+static int settle(cg_ledger *l, cg_charge *c, int64_t final, cg_charge_status status,
                   int64_t now_us, cg_err *err) {
     assert(c->status == CG_CHARGE_HELD && final >= 0 && final <= c->held);
-    journal j = {.store = s, .member_id = c->member_id, .now_us = now_us};
+    cg_store *s = l->store;
+    journal j = {.ledger = l, .store = s, .member_id = c->member_id, .now_us = now_us};
     int64_t left = final;
     int rc = CG_OK;
     for (int i = 0; !rc && i < c->part_count; i++) {
         cg_charge_part *p = &c->parts[i];
         int64_t capture = p->held < left ? p->held : left;
         left -= capture;
-        rc = settle_part(s, c, p, capture, &j, err);
+        rc = settle_part(l, c, p, capture, &j, err);
     }
     if (rc) return rc;
     assert(left == 0);
@@ -520,7 +537,8 @@ static void settle_hash(const ledger_op *op, uint8_t hash[16]) {
 }
 
 /* Loads the charge of a settle call; *replayed when the key already did this. */
-static int settle_begin(cg_ledger *l, ledger_op *op, uint8_t hash[16], bool *done) {
+static int settle_begin(cg_ledger *l, ledger_op *op, uint8_t hash[16], idem_call *ic,
+                        bool *done, int64_t now_us) {
     const cg_settle_input *in = op->in;
     cg_store *s = l->store;
     *done = false;
@@ -528,9 +546,9 @@ static int settle_begin(cg_ledger *l, ledger_op *op, uint8_t hash[16], bool *don
     if (!rc) rc = check_text(in->charge_id, "charge_id", CG_OBJECT_ID_BYTES_MAX, &op->err);
     if (rc) return rc;
     settle_hash(op, hash);
-    char charge_id[CG_OBJECT_ID_BYTES_MAX];
-    rc = idem_lookup(s, in->member_id, in->idempotency_key, op->kind, hash, charge_id, done,
-                     &op->err);
+    char replay_id[CG_OBJECT_ID_BYTES_MAX];
+    rc = idem_begin(s, ic, in->member_id, in->idempotency_key, op->kind, hash, in->charge_id,
+                    now_us, replay_id, done, &op->err);
     if (rc) return rc;
     if (*done && op->replayed) *op->replayed = true;
     return s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
@@ -551,7 +569,8 @@ static int op_capture_release(cg_ledger *l, ledger_op *op, int64_t now_us) {
     cg_charge *c = op->out;
     uint8_t hash[16];
     bool done;
-    int rc = settle_begin(l, op, hash, &done);
+    idem_call ic;
+    int rc = settle_begin(l, op, hash, &ic, &done, now_us);
     if (rc || done) return rc;
     if ((rc = require_held(c, op->kind, now_us, &op->err))) return rc;
     int64_t final = 0;
@@ -562,22 +581,49 @@ static int op_capture_release(cg_ledger *l, ledger_op *op, int64_t now_us) {
                                     "cannot capture %" PRId64 " credits: only %" PRId64
                                     " are held by %s", final, c->held, c->charge_id);
     }
-    rc = settle(l->store, c, final,
-                op->kind == OP_CAPTURE ? CG_CHARGE_CAPTURED : CG_CHARGE_RELEASED, now_us,
-                &op->err);
-    if (!rc)
-        rc = idem_record(l->store, in->member_id, in->idempotency_key, op->kind, hash,
-                         c->charge_id, now_us, &op->err);
+    rc = settle(l, c, final, op->kind == OP_CAPTURE ? CG_CHARGE_CAPTURED : CG_CHARGE_RELEASED,
+                now_us, &op->err);
+    if (!rc) rc = idem_end(l->store, &ic, &op->err);
     return rc;
 }
 
 /* ---- refund ---- */
 
-/* Returns `amount` credits of category to a new non-expiring `refund` grant. */
-static int refund_grant(cg_store *s, const cg_charge *c, cg_grant_category category,
+/* The member's open, non-expiring `refund` grant of category, or NULL. */
+static cg_grant *open_refund_grant(cg_grant *open, int count, cg_grant_category category,
+                                   int64_t now_us) {
+    for (int i = 0; i < count; i++)
+        if (open[i].source == CG_SOURCE_REFUND && open[i].category == category &&
+            open[i].expires_at_us == CG_NO_END && grant_live(&open[i], now_us))
+            return &open[i];
+    return NULL;
+}
+
+/* Returns `amount` credits of category to a non-expiring `refund` grant: a new one while the
+ * member has room under CG_GRANTS_OPEN_MAX (its note names the charge), else the member's open
+ * refund grant of that category grows, else a new one beyond the limit — at most one per
+ * category then, so a refund never fails for want of room (CG_GRANTS_REFUND_EXTRA). */
+static int refund_grant(cg_ledger *l, const cg_charge *c, cg_grant_category category,
                         int64_t amount, const char *reason, journal *j, cg_err *err) {
-    int rc = grant_room(s, c->member_id, err);
+    cg_store *s = l->store;
+    int count = 0;
+    int rc = lg_grants_open(l, c->member_id, l->scratch_grants, CG_MEMBER_GRANTS_MAX, &count,
+                            err);
     if (rc) return rc;
+    cg_grant *merge = count >= CG_GRANTS_OPEN_MAX && s->ops->grant_update_credits
+                          ? open_refund_grant(l->scratch_grants, count, category, j->now_us)
+                          : NULL;
+    if (merge) {
+        merge->credits += amount;
+        merge->remaining += amount;
+        rc = lg_grant_update(l, merge, true, err);
+        if (!rc) rc = journal_add(j, CG_JOURNAL_REFUND, merge->grant_id, c->charge_id, amount, 0,
+                                  reason, err);
+        return rc;
+    }
+    if (count >= CG_MEMBER_GRANTS_MAX)
+        return cg_err_set(err, CG_ELIMIT, "member '%s' already has %d open grants", c->member_id,
+                          CG_MEMBER_GRANTS_MAX);
     cg_grant g = {.source = CG_SOURCE_REFUND, .category = category,
                   .priority = LEDGER_PRIORITY_DEFAULT, .credits = amount, .remaining = amount,
                   .starts_at_us = j->now_us, .expires_at_us = CG_NO_END,
@@ -586,14 +632,15 @@ static int refund_grant(cg_store *s, const cg_charge *c, cg_grant_category categ
     copy(g.member_id, sizeof g.member_id, c->member_id);
     snprintf(g.note, sizeof g.note, "refund of %s (source grants expired): %s", c->charge_id,
              reason ? reason : "");
-    if ((rc = s->ops->grant_insert(s, &g, err))) return rc;
+    if ((rc = lg_grant_insert(l, &g, err))) return rc;
     return journal_add(j, CG_JOURNAL_REFUND, g.grant_id, c->charge_id, amount, 0, reason, err);
 }
 
 /* Returns credits part by part, latest-spent first. */
-static int refund_parts(cg_store *s, cg_charge *c, int64_t amount, const char *reason,
+static int refund_parts(cg_ledger *l, cg_charge *c, int64_t amount, const char *reason,
                         int64_t now_us, cg_err *err) {
-    journal j = {.store = s, .member_id = c->member_id, .now_us = now_us};
+    cg_store *s = l->store;
+    journal j = {.ledger = l, .store = s, .member_id = c->member_id, .now_us = now_us};
     int64_t to_new[2] = {0, 0}; /* by category, for sources that expired */
     int rc = CG_OK;
     for (int i = c->part_count - 1; i >= 0 && amount > 0 && !rc; i--) {
@@ -603,19 +650,19 @@ static int refund_parts(cg_store *s, cg_charge *c, int64_t amount, const char *r
         amount -= r;
         p->refunded += r;
         cg_grant g;
-        if ((rc = s->ops->grant_get(s, c->member_id, p->grant_id, &g, err))) break;
+        if ((rc = lg_grant_get(l, c->member_id, p->grant_id, &g, err))) break;
         if (g.expired || now_us >= g.expires_at_us) {
             to_new[p->category] += r;
             continue;
         }
         g.remaining += r;
-        rc = s->ops->grant_update(s, &g, err);
+        rc = lg_grant_update(l, &g, false, err);
         if (!rc) rc = journal_add(&j, CG_JOURNAL_REFUND, g.grant_id, c->charge_id, r, 0, reason,
                                   err);
     }
     assert(rc || amount == 0);
     for (int k = 0; k < 2 && !rc; k++)
-        if (to_new[k] > 0) rc = refund_grant(s, c, (cg_grant_category)k, to_new[k], reason, &j, err);
+        if (to_new[k] > 0) rc = refund_grant(l, c, (cg_grant_category)k, to_new[k], reason, &j, err);
     return rc;
 }
 
@@ -624,7 +671,8 @@ static int op_refund(cg_ledger *l, ledger_op *op, int64_t now_us) {
     cg_charge *c = op->out;
     uint8_t hash[16];
     bool done;
-    int rc = settle_begin(l, op, hash, &done);
+    idem_call ic;
+    int rc = settle_begin(l, op, hash, &ic, &done, now_us);
     if (rc || done) return rc;
     if (c->status != CG_CHARGE_CAPTURED)
         return cg_err_set(&op->err, CG_ESTATE, "cannot refund charge %s: it is %s, not captured",
@@ -639,49 +687,53 @@ static int op_refund(cg_ledger *l, ledger_op *op, int64_t now_us) {
     if (in->reason && strlen(in->reason) >= CG_GRANT_NOTE_BYTES_MAX)
         return cg_err_set_field(&op->err, CG_ELIMIT, "reason", "reason is longer than %d bytes",
                                 CG_GRANT_NOTE_BYTES_MAX - 1);
-    if ((rc = refund_parts(l->store, c, amount, in->reason, now_us, &op->err))) return rc;
+    if ((rc = refund_parts(l, c, amount, in->reason, now_us, &op->err))) return rc;
     c->refunded += amount;
     if ((rc = l->store->ops->charge_update(l->store, c, &op->err))) return rc;
-    return idem_record(l->store, in->member_id, in->idempotency_key, OP_REFUND, hash,
-                       c->charge_id, now_us, &op->err);
+    return idem_end(l->store, &ic, &op->err);
 }
 
 /* ---- sweep ---- */
 
 /* Releases one hold past its TTL (status expired). */
-static int expire_hold(cg_store *s, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+static int expire_hold(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+    cg_store *s = l->store;
     cg_charge *c = malloc(sizeof *c);
     if (!c) return cg_err_set(err, CG_ENOMEM, "out of memory");
     int rc = s->ops->charge_get(s, ref->member_id, ref->object_id, c, err);
-    if (!rc && c->status == CG_CHARGE_HELD) rc = settle(s, c, 0, CG_CHARGE_EXPIRED, now_us, err);
+    if (!rc && c->status == CG_CHARGE_HELD) rc = settle(l, c, 0, CG_CHARGE_EXPIRED, now_us, err);
     free(c);
     return rc;
 }
 
 /* Journals the expiry of a grant's unheld credits; held ones expire when released. */
-static int expire_grant(cg_store *s, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+static int expire_grant(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+    cg_store *s = l->store;
     cg_grant g;
-    int rc = s->ops->grant_get(s, ref->member_id, ref->object_id, &g, err);
+    int rc = lg_grant_get(l, ref->member_id, ref->object_id, &g, err);
     if (rc || g.expired) return rc;
     int64_t lost = grant_free(&g);
     g.remaining -= lost;
     g.expired = true;
-    journal j = {.store = s, .member_id = g.member_id, .now_us = now_us};
+    journal j = {.ledger = l, .store = s, .member_id = g.member_id, .now_us = now_us};
     if (lost > 0) rc = journal_add(&j, CG_JOURNAL_EXPIRY, g.grant_id, "", -lost, 0, "", err);
-    if (!rc) rc = s->ops->grant_update(s, &g, err);
+    if (!rc) rc = lg_grant_update(l, &g, false, err);
     return rc;
 }
 
-typedef int (*sweep_fn)(cg_store *s, const cg_store_ref *ref, int64_t now_us, cg_err *err);
+typedef int (*sweep_fn)(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, cg_err *err);
 
 /* Each item in its own savepoint: one broken row must not stop the others. */
-static int sweep_each(cg_store *s, const cg_store_ref *refs, int count, sweep_fn fn,
+static int sweep_each(cg_ledger *l, const cg_store_ref *refs, int count, sweep_fn fn,
                       int64_t now_us, cg_err *err) {
+    cg_store *s = l->store;
     for (int i = 0; i < count; i++) {
         int rc = s->ops->savepoint(s, err);
         if (rc) return rc;
         cg_err item_err;
-        rc = fn(s, &refs[i], now_us, &item_err);
+        ledger_cache_op_begin(l->cache);
+        rc = fn(l, &refs[i], now_us, &item_err);
+        if (rc) ledger_cache_op_rollback(l->cache);
         rc = rc ? s->ops->savepoint_rollback(s, err) : s->ops->savepoint_release(s, err);
         if (rc) return rc;
     }
@@ -693,9 +745,9 @@ int ledger_sweep(cg_ledger *l, int64_t now_us, bool *more, cg_err *err) {
     cg_store_ref refs[CG_LEDGER_SWEEP_PER_BATCH_MAX];
     int holds = 0, grants = 0, deleted = 0;
     int rc = s->ops->charges_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &holds, err);
-    if (!rc) rc = sweep_each(s, refs, holds, expire_hold, now_us, err);
+    if (!rc) rc = sweep_each(l, refs, holds, expire_hold, now_us, err);
     if (!rc) rc = s->ops->grants_due(s, now_us, refs, CG_LEDGER_SWEEP_PER_BATCH_MAX, &grants, err);
-    if (!rc) rc = sweep_each(s, refs, grants, expire_grant, now_us, err);
+    if (!rc) rc = sweep_each(l, refs, grants, expire_grant, now_us, err);
     if (!rc)
         rc = s->ops->idem_purge(s, now_us - l->config.idempotency_keep_s * CG_US_PER_S,
                                 CG_LEDGER_SWEEP_PER_BATCH_MAX, &deleted, err);
@@ -711,8 +763,8 @@ static int op_balance(cg_ledger *l, ledger_op *op, int64_t now_us) {
     cg_store *s = l->store;
     memset(b, 0, sizeof *b);
     int rc = check_text(op->member_id, "member_id", CG_MEMBER_ID_BYTES_MAX, &op->err);
-    if (!rc) rc = member_exists(s, op->member_id, &op->err);
-    if (!rc) rc = s->ops->grants_open(s, op->member_id, b->grants, CG_GRANTS_OPEN_MAX,
+    if (!rc) rc = lg_member_exists(l, op->member_id, &op->err);
+    if (!rc) rc = s->ops->grants_open(s, op->member_id, b->grants, CG_MEMBER_GRANTS_MAX,
                                       &b->grant_count, &op->err);
     if (rc) return rc;
     copy(b->member_id, sizeof b->member_id, op->member_id);
@@ -744,6 +796,41 @@ static int op_history(cg_ledger *l, ledger_op *op) {
     return CG_OK;
 }
 
+/* A page of the member's charges, newest first; the cursor is "<created_at_us>.<charge_id>"
+ * of the last charge of the previous page. */
+static int op_charges(cg_ledger *l, ledger_op *op) {
+    cg_store *s = l->store;
+    if (!s->ops->charges_page)
+        return cg_err_set(&op->err, CG_EINVAL, "the %s store cannot list charges", s->ops->name);
+    if (op->limit < 1 || op->limit > CG_CHARGES_PAGE_MAX)
+        return cg_err_set_field(&op->err, CG_EINVAL, "limit", "limit must be 1..%d",
+                                CG_CHARGES_PAGE_MAX);
+    int rc = check_text(op->member_id, "member_id", CG_MEMBER_ID_BYTES_MAX, &op->err);
+    if (!rc) rc = lg_member_exists(l, op->member_id, &op->err);
+    if (rc) return rc;
+    int64_t before_us = 0;
+    char before_id[CG_OBJECT_ID_BYTES_MAX] = "";
+    if (op->object_id && *op->object_id) {
+        char *dot = NULL;
+        before_us = strtoll(op->object_id, &dot, 10);
+        if (!dot || *dot != '.' || !dot[1] || strlen(dot + 1) >= sizeof before_id)
+            return cg_err_set_field(&op->err, CG_EINVAL, "before", "malformed cursor '%s'",
+                                    op->object_id);
+        copy(before_id, sizeof before_id, dot + 1);
+    }
+    cg_charge *out = op->out;
+    rc = s->ops->charges_page(s, op->member_id, before_us, before_id, op->limit, out, op->count,
+                              &op->err);
+    if (rc) return rc;
+    op->cursor[0] = 0;
+    if (*op->count == op->limit) {
+        const cg_charge *last = &out[*op->count - 1];
+        snprintf(op->cursor, CG_CHARGES_CURSOR_BYTES_MAX, "%" PRId64 ".%s", last->created_at_us,
+                 last->charge_id);
+    }
+    return CG_OK;
+}
+
 static int op_read(cg_ledger *l, ledger_op *op, int64_t now_us) {
     cg_store *s = l->store;
     switch (op->kind) {
@@ -763,6 +850,7 @@ static int op_read(cg_ledger *l, ledger_op *op, int64_t now_us) {
     case OP_BALANCE: return op_balance(l, op, now_us);
     case OP_HISTORY: return op_history(l, op);
     case OP_VERIFY: return ledger_verify(l, op->out, &op->err);
+    case OP_CHARGES: return op_charges(l, op);
     default: break;
     }
     return cg_err_set(&op->err, CG_EINVAL, "unknown ledger operation %d", (int)op->kind);

@@ -61,8 +61,12 @@ static const char *const migrations[] = {
     " BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;"
     "CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal"
     " BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;",
+    /* 2: a member's charges newest first (cg_ledger_charges, the My Credits page). */
+    "CREATE INDEX charges_by_time ON charges (member_id, created_at_us, charge_id);",
 };
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(sizeof migrations / sizeof migrations[0] == CG_STORE_SCHEMA_VERSION,
+               "CG_STORE_SCHEMA_VERSION names the last migration");
 
 enum {
     ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
@@ -72,6 +76,7 @@ enum {
     ST_JOURNAL_LAST, ST_JOURNAL_APPEND, ST_JOURNAL_PAGE,
     ST_IDEM_GET, ST_IDEM_INSERT, ST_IDEM_PURGE,
     ST_SCAN_GRANTS, ST_SCAN_CHARGES, ST_COUNT_ENTRIES,
+    ST_IDEM_CLAIM, ST_DATA_VERSION, ST_CHARGES_FIRST, ST_CHARGES_AFTER, ST_GRANT_UPDATE_CREDITS,
     ST_COUNT
 };
 
@@ -147,6 +152,17 @@ static const char *const statement_sql[ST_COUNT] = {
                         "  WHERE j.member_id = c.member_id AND j.charge_id = c.charge_id)"
                         " FROM charges c ORDER BY member_id, charge_id",
     [ST_COUNT_ENTRIES] = "SELECT count(*) FROM journal",
+    [ST_IDEM_CLAIM] = "INSERT INTO idempotency (member_id, key, op, request_hash, object_id,"
+                      " created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                      " ON CONFLICT (member_id, key) DO NOTHING",
+    [ST_DATA_VERSION] = "PRAGMA data_version",
+    [ST_CHARGES_FIRST] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = ?1"
+                         " ORDER BY created_at_us DESC, charge_id DESC LIMIT ?4",
+    [ST_CHARGES_AFTER] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = ?1"
+                         " AND (created_at_us, charge_id) < (?2, ?3)"
+                         " ORDER BY created_at_us DESC, charge_id DESC LIMIT ?4",
+    [ST_GRANT_UPDATE_CREDITS] = "UPDATE grants SET remaining = ?3, held = ?4, expired = ?5,"
+                                " credits = ?6 WHERE member_id = ?1 AND grant_id = ?2",
 };
 
 typedef struct sqlite_store {
@@ -373,6 +389,20 @@ static int sq_grant_update(cg_store *store, const cg_grant *g, cg_err *err) {
     sqlite3_bind_int64(st, 4, g->held);
     sqlite3_bind_int(st, 5, g->expired);
     int rc = exec_done(s, st, err, "update grant");
+    assert(rc || sqlite3_changes(s->db) == 1);
+    return rc;
+}
+
+static int sq_grant_update_credits(cg_store *store, const cg_grant *g, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_GRANT_UPDATE_CREDITS);
+    bind_text(st, 1, g->member_id);
+    bind_text(st, 2, g->grant_id);
+    sqlite3_bind_int64(st, 3, g->remaining);
+    sqlite3_bind_int64(st, 4, g->held);
+    sqlite3_bind_int(st, 5, g->expired);
+    sqlite3_bind_int64(st, 6, g->credits);
+    int rc = exec_done(s, st, err, "update grant credits");
     assert(rc || sqlite3_changes(s->db) == 1);
     return rc;
 }
@@ -605,6 +635,25 @@ static int sq_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
     return exec_done(s, st, err, "update charge");
 }
 
+static int sq_charges_page(cg_store *store, const char *member_id, int64_t before_at_us,
+                           const char *before_id, int limit, cg_charge *out, int *count,
+                           cg_err *err) {
+    sqlite_store *s = from(store);
+    bool first = !before_id || !*before_id;
+    sqlite3_stmt *st = stmt(s, first ? ST_CHARGES_FIRST : ST_CHARGES_AFTER);
+    bind_text(st, 1, member_id);
+    sqlite3_bind_int64(st, 2, before_at_us);
+    bind_text(st, 3, before_id);
+    sqlite3_bind_int(st, 4, limit);
+    int n = 0, rc;
+    while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) read_charge(st, &out[n++]);
+    if (n == limit) rc = SQLITE_DONE;
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return db_fail(s, err, "list charges");
+    *count = n;
+    return CG_OK;
+}
+
 static int sq_charges_due(cg_store *store, int64_t now_us, cg_store_ref *out, int max,
                           int *count, cg_err *err) {
     return list_refs(from(store), ST_CHARGES_DUE, now_us, out, max, count, err);
@@ -718,6 +767,33 @@ static int sq_idem_purge(cg_store *store, int64_t before_us, int max, int *delet
     return rc;
 }
 
+static int sq_idem_claim(cg_store *store, const cg_store_idem *row, bool *claimed,
+                         cg_store_idem *existing, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_IDEM_CLAIM);
+    bind_text(st, 1, row->member_id);
+    bind_text(st, 2, row->key);
+    sqlite3_bind_int(st, 3, row->op);
+    sqlite3_bind_blob(st, 4, row->request_hash, sizeof row->request_hash, SQLITE_STATIC);
+    bind_text(st, 5, row->object_id);
+    sqlite3_bind_int64(st, 6, row->created_at_us);
+    int rc = exec_done(s, st, err, "claim idempotency key");
+    if (rc) return rc;
+    *claimed = sqlite3_changes(s->db) == 1;
+    if (*claimed) return CG_OK;
+    return sq_idem_get(store, row->member_id, row->key, existing, err);
+}
+
+static int sq_data_version(cg_store *store, int64_t *version, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_DATA_VERSION);
+    int rc = sqlite3_step(st);
+    *version = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) return db_fail(s, err, "read data_version");
+    return CG_OK;
+}
+
 /* ---- verify scans ---- */
 
 static void read_sum(sqlite3_stmt *st, int col, const char *member_id, const char *object_id,
@@ -817,6 +893,10 @@ static const cg_store_ops sqlite_ops = {
     .scan_grants = sq_scan_grants,
     .scan_charges = sq_scan_charges,
     .count_entries = sq_count_entries,
+    .idem_claim = sq_idem_claim,
+    .data_version = sq_data_version,
+    .charges_page = sq_charges_page,
+    .grant_update_credits = sq_grant_update_credits,
 };
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {
@@ -932,7 +1012,7 @@ int cg_store_open(const char *dsn, cg_store **out, cg_err *err) {
     assert(dsn && out);
     if (!strncmp(dsn, "sqlite:", 7)) return cg_store_sqlite_open(dsn + 7, out, err);
     if (!strncmp(dsn, "postgres://", 11) || !strncmp(dsn, "postgresql://", 13))
-        return cg_err_set(err, CG_EINVAL, "the PostgreSQL backend is not built yet (%s)", dsn);
+        return cg_store_pg_open(dsn, out, err);
     return cg_store_sqlite_open(dsn, out, err);
 }
 
