@@ -3,7 +3,8 @@
 # As root it runs apt-get; otherwise it prints the exact command to run.
 set -euo pipefail
 pkgs=(build-essential pkg-config libfyaml-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
-      libsodium-dev libcmocka-dev sqlite3 valgrind curl clang libclang-rt-14-dev)
+      libsodium-dev libcmocka-dev sqlite3 valgrind curl clang libclang-rt-14-dev
+      libpq-dev postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,6 @@
 /* ledger_fixture.h — a fresh ledger per test over the backend named by CG_TEST_DB
  * (unset: a new SQLite file under $TMPDIR; "sqlite:DIR" for files in DIR; a PostgreSQL
- * DSN once that backend exists), with the bundled policy and a fake clock the test moves. */
+ * DSN: a new schema per test in that database, see tests/pg/), with the bundled policy and a fake clock the test moves. */
 #ifndef CREDITGATE_TEST_LEDGER_FIXTURE_H
 #define CREDITGATE_TEST_LEDGER_FIXTURE_H
 
@@ -48,8 +48,10 @@ static inline int fx_group_teardown(void **state) {
 /* A DSN for a fresh, empty database. */
 static inline void fx_fresh_dsn(char *dsn, size_t dsn_bytes) {
     const char *base = getenv("CG_TEST_DB");
-    if (base && strncmp(base, "sqlite:", 7) != 0) { /* other backends: the DSN as given */
-        snprintf(dsn, dsn_bytes, "%s", base);
+    if (base && strncmp(base, "sqlite:", 7) != 0) { /* PostgreSQL: a new schema per test */
+        static int schema_seq;
+        snprintf(dsn, dsn_bytes, "%s%scg_schema=t%d_%d", base, strchr(base, '?') ? "&" : "?",
+                 (int)getpid(), ++schema_seq);
         return;
     }
     const char *dir = base ? base + 7 : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
