@@ -34,6 +34,7 @@ int cli_cmd_release(int argc, char **argv);
 int cli_cmd_refund(int argc, char **argv);
 int cli_cmd_balance(int argc, char **argv);
 int cli_cmd_history(int argc, char **argv);
+int cli_cmd_charges(int argc, char **argv);
 int cli_cmd_ledger(int argc, char **argv);
 
 /* Loads --policy files (default the bundled one) into set. */

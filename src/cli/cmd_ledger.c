@@ -1,5 +1,5 @@
 /* cmd_ledger.c — the ledger's CLI: `member put|get`, `grant`, `charge`, `capture`, `release`,
- * `refund`, `balance`, `history`, `ledger verify`, each on --db PATH (default
+ * `refund`, `balance`, `history`, `charges`, `ledger verify`, each on --db PATH (default
  * ./data/creditgate.db) with --json. Thin: flags → ledger.h call → print (JSON shapes come from
  * src/ledger/json.c so the HTTP bodies match). Without --idempotency-key a random one is
  * generated and printed, so a retry can reuse it. */
@@ -20,7 +20,7 @@ typedef struct ledger_flags {
     const char *db, *member, *key, *plan, *billing, *joined, *effective, *at;
     const char *source, *category, *priority, *credits, *starts, *expires, *note;
     const char *charge, *model, *variant, *count, *agent_model, *kind, *prompt, *reason;
-    const char *after, *limit;
+    const char *after, *limit, *before;
     const char *policies[CLI_POLICY_FILES_MAX];
     int policy_count;
     bool json;
@@ -45,6 +45,7 @@ static const char usage_text[] =
     "       creditgate refund  --member ID --charge ID [--credits N] [--reason TEXT]\n"
     "       creditgate balance --member ID\n"
     "       creditgate history --member ID [--after SEQ] [--limit N]\n"
+    "       creditgate charges --member ID [--before CURSOR] [--limit N]   (newest first)\n"
     "       creditgate ledger verify\n"
     "every command: [--db PATH] (default ./" CLI_DEFAULT_DB ") [--json] [--policy FILE]...\n"
     "mutating commands: [--idempotency-key KEY] (generated and printed when omitted)\n";
@@ -59,7 +60,7 @@ static int parse(int argc, char **argv, ledger_flags *f, cg_err *err) {
         {"charge", 1, 0, 'C'}, {"model", 1, 0, 'M'}, {"variant", 1, 0, 'v'},
         {"count", 1, 0, 'N'}, {"agent-model", 1, 0, 'A'}, {"kind", 1, 0, 'K'},
         {"prompt", 1, 0, 'T'}, {"reason", 1, 0, 'r'}, {"after", 1, 0, 'f'},
-        {"limit", 1, 0, 'l'}, {"policy", 1, 0, 'y'}, {"json", 0, 0, 'J'}, {"help", 0, 0, 'h'},
+        {"limit", 1, 0, 'l'}, {"before", 1, 0, 'B'}, {"policy", 1, 0, 'y'}, {"json", 0, 0, 'J'}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     f->db = CLI_DEFAULT_DB;
     opterr = 0;
@@ -92,6 +93,7 @@ static int parse(int argc, char **argv, ledger_flags *f, cg_err *err) {
         case 'r': f->reason = optarg; break;
         case 'f': f->after = optarg; break;
         case 'l': f->limit = optarg; break;
+        case 'B': f->before = optarg; break;
         case 'y':
             if (f->policy_count >= CLI_POLICY_FILES_MAX)
                 return cg_err_set(err, CG_EINVAL, "too many --policy files");
@@ -463,6 +465,31 @@ int cli_cmd_history(int argc, char **argv) {
                    e->note[0] ? "  " : "", e->note);
         }
         if (next) printf("more: --after %" PRId64 "\n", next);
+    }
+    close_ledger(&f);
+    return rc ? cli_fail(&err, f.json) : 0;
+}
+
+/* A member's charges, newest first, 0-credit (unlimited) ones included. */
+int cli_cmd_charges(int argc, char **argv) {
+    ledger_flags f = {0};
+    cg_err err = {0};
+    static cg_charge page[CG_CHARGES_PAGE_MAX];
+    char next[CG_CHARGES_CURSOR_BYTES_MAX] = "";
+    int64_t limit = 20;
+    int n = 0;
+    int rc = parse(argc, argv, &f, &err);
+    if (rc == 1) return 0;
+    if (!rc) rc = need(f.member, "member", &err);
+    if (!rc && f.limit) rc = parse_int(f.limit, "limit", 1, CG_CHARGES_PAGE_MAX, &limit, &err);
+    if (!rc) rc = open_ledger(&f, false, &err);
+    if (!rc) rc = cg_ledger_charges(f.ledger, f.member, f.before, (int)limit, page, &n, next, &err);
+    if (!rc && f.json) {
+        cli_print_json(cg_charges_page_to_json(page, n, next));
+    } else if (!rc) {
+        for (int i = 0; i < n; i++) print_charge(&page[i], f.utc_offset_s);
+        if (n == 0) printf("no charges\n");
+        if (next[0]) printf("more: --before %s\n", next);
     }
     close_ledger(&f);
     return rc ? cli_fail(&err, f.json) : 0;

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"refund", cli_cmd_refund, "return captured credits to the grants they came from"},
     {"balance", cli_cmd_balance, "a member's available and held credits, per grant"},
     {"history", cli_cmd_history, "a member's journal, page by page"},
+    {"charges", cli_cmd_charges, "a member's charges, newest first, page by page"},
     {"ledger", cli_cmd_ledger, "ledger verify: recompute every balance from the journal"},
     /* ledger and server commands are added here by their own files */
 };

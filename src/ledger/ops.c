@@ -36,8 +36,12 @@ static void new_id(const char *prefix, char *out, size_t out_bytes) {
     snprintf(out, out_bytes, "%s%s", prefix, hex);
 }
 
+/* Truncating string copy; not snprintf, which cost ~5% of a charge in callgrind. */
 static void copy(char *dst, size_t dst_bytes, const char *src) {
-    snprintf(dst, dst_bytes, "%s", src ? src : "");
+    assert(dst_bytes > 0);
+    size_t n = src ? strnlen(src, dst_bytes - 1) : 0;
+    if (n) memcpy(dst, src, n);
+    dst[n] = 0;
 }
 
 /* Request fingerprint for idempotency: every field, length-prefixed so "a","bc" ≠ "ab","c". */

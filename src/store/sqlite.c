@@ -77,6 +77,7 @@ enum {
     ST_IDEM_GET, ST_IDEM_INSERT, ST_IDEM_PURGE,
     ST_SCAN_GRANTS, ST_SCAN_CHARGES, ST_COUNT_ENTRIES,
     ST_IDEM_CLAIM, ST_DATA_VERSION, ST_CHARGES_FIRST, ST_CHARGES_AFTER, ST_GRANT_UPDATE_CREDITS,
+    ST_GRANT_UPDATE_AMOUNTS,
     ST_COUNT
 };
 
@@ -161,6 +162,10 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_CHARGES_AFTER] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = ?1"
                          " AND (created_at_us, charge_id) < (?2, ?3)"
                          " ORDER BY created_at_us DESC, charge_id DESC LIMIT ?4",
+    /* `expired` unchanged (nearly always): not setting it spares the grants_due partial index,
+     * whose WHERE names it, a delete and a re-insert per update. */
+    [ST_GRANT_UPDATE_AMOUNTS] = "UPDATE grants SET remaining = ?3, held = ?4"
+                                " WHERE member_id = ?1 AND grant_id = ?2 AND expired = ?5",
     [ST_GRANT_UPDATE_CREDITS] = "UPDATE grants SET remaining = ?3, held = ?4, expired = ?5,"
                                 " credits = ?6 WHERE member_id = ?1 AND grant_id = ?2",
 };
@@ -200,7 +205,10 @@ static void bind_text(sqlite3_stmt *st, int i, const char *text) {
 
 static void col_text(sqlite3_stmt *st, int i, char *dst, size_t dst_bytes) {
     const unsigned char *t = sqlite3_column_text(st, i);
-    snprintf(dst, dst_bytes, "%s", t ? (const char *)t : "");
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    if (n >= dst_bytes) n = dst_bytes - 1;
+    if (n) memcpy(dst, t, n);
+    dst[n] = 0;
 }
 
 /* Runs a statement that returns no rows. */
@@ -382,15 +390,19 @@ static int sq_grants_open(cg_store *store, const char *member_id, cg_grant *out,
 
 static int sq_grant_update(cg_store *store, const cg_grant *g, cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_GRANT_UPDATE);
-    bind_text(st, 1, g->member_id);
-    bind_text(st, 2, g->grant_id);
-    sqlite3_bind_int64(st, 3, g->remaining);
-    sqlite3_bind_int64(st, 4, g->held);
-    sqlite3_bind_int(st, 5, g->expired);
-    int rc = exec_done(s, st, err, "update grant");
-    assert(rc || sqlite3_changes(s->db) == 1);
-    return rc;
+    for (int id = ST_GRANT_UPDATE_AMOUNTS;; id = ST_GRANT_UPDATE) {
+        sqlite3_stmt *st = stmt(s, id);
+        bind_text(st, 1, g->member_id);
+        bind_text(st, 2, g->grant_id);
+        sqlite3_bind_int64(st, 3, g->remaining);
+        sqlite3_bind_int64(st, 4, g->held);
+        sqlite3_bind_int(st, 5, g->expired);
+        int rc = exec_done(s, st, err, "update grant");
+        if (rc || sqlite3_changes(s->db) == 1 || id == ST_GRANT_UPDATE) {
+            assert(rc || sqlite3_changes(s->db) == 1);
+            return rc;
+        }
+    }
 }
 
 static int sq_grant_update_credits(cg_store *store, const cg_grant *g, cg_err *err) {

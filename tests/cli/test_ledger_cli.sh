@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_ledger_cli.sh — drives the ledger commands of the real `creditgate` binary on a fresh
 # database file: member put/get, grant, charge (and its replay / conflict / refusal), capture,
-# release, refund, balance, history, ledger verify, with --json, and checks exit codes.
+# release, refund, balance, history, charges, ledger verify, with --json, and checks exit codes.
 # Exits non-zero on the first failure. Run from the repository root (tests/run.sh does).
 set -u
 BUILD=${BUILD:-build}
@@ -82,6 +82,18 @@ run 0 balance --member alice
 run 0 history --member alice --limit 3 --json
 expect "history page" "$(field next_after)" 3
 run 0 history --member alice --after 3 --limit 100
+
+# charges, newest first, the unlimited (0-credit) one included, page by page
+run 0 charges --member alice --limit 2 --json
+expect "newest charge" "$(field charges.0.charge_id)" "$ch2"
+expect "unlimited charge listed" "$(field charges.1.credits)" 0
+cursor=$(field next)
+run 0 charges --member alice --before "$cursor" --limit 2 --json
+expect "oldest charge" "$(field charges.0.charge_id)" "$ch"
+expect "last page" "$(field next)" None
+run 0 charges --member alice
+run 2 charges --member alice --before garbage
+run 2 charges --member nobody
 run 0 ledger verify --json
 expect "verify ok" "$(field ok)" True
 
