@@ -77,6 +77,7 @@ enum {
     ST_JOURNAL_LAST, ST_JOURNAL_APPEND, ST_JOURNAL_PAGE,
     ST_IDEM_GET, ST_IDEM_INSERT, ST_IDEM_PURGE,
     ST_SCAN_GRANTS, ST_SCAN_CHARGES, ST_COUNT_ENTRIES,
+    ST_IDEM_CLAIM, ST_CHARGES_FIRST, ST_CHARGES_AFTER, ST_GRANT_UPDATE_CREDITS,
     ST_COUNT
 };
 
@@ -158,6 +159,16 @@ static const char *const statement_sql[ST_COUNT] = {
                         " GROUP BY member_id, charge_id) j USING (member_id, charge_id)"
                         " ORDER BY c.member_id COLLATE \"C\", c.charge_id COLLATE \"C\"",
     [ST_COUNT_ENTRIES] = "SELECT count(*) FROM journal",
+    [ST_IDEM_CLAIM] = "INSERT INTO idempotency (member_id, key, op, request_hash, object_id,"
+                      " created_at_us) VALUES ($1, $2, $3, $4, $5, $6)"
+                      " ON CONFLICT (member_id, key) DO NOTHING RETURNING 1",
+    [ST_CHARGES_FIRST] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = $1"
+                         " ORDER BY created_at_us DESC, charge_id COLLATE \"C\" DESC LIMIT $2",
+    [ST_CHARGES_AFTER] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = $1"
+                         " AND (created_at_us, charge_id COLLATE \"C\") < ($2, $3)"
+                         " ORDER BY created_at_us DESC, charge_id COLLATE \"C\" DESC LIMIT $4",
+    [ST_GRANT_UPDATE_CREDITS] = "UPDATE grants SET remaining = $3, held = $4, expired = $5,"
+                                " credits = $6 WHERE member_id = $1 AND grant_id = $2",
 };
 
 /* One statement sent and not yet answered. */
@@ -625,6 +636,20 @@ static int pg_grant_update(cg_store *store, const cg_grant *g, cg_err *err) {
     return send_stmt(s, ST_GRANT_UPDATE, &p, err);
 }
 
+static int pg_grant_update_credits(cg_store *store, const cg_grant *g, cg_err *err) {
+    pg_store *s = from(store);
+    int rc = lock_member(s, g->member_id, err);
+    if (rc) return rc;
+    params p = {0};
+    p_text(&p, g->member_id);
+    p_text(&p, g->grant_id);
+    p_int(&p, g->remaining);
+    p_int(&p, g->held);
+    p_text(&p, g->expired ? "true" : "false");
+    p_int(&p, g->credits);
+    return send_stmt(s, ST_GRANT_UPDATE_CREDITS, &p, err);
+}
+
 static int list_refs(pg_store *s, int id, int64_t now_us, cg_store_ref *out, int max,
                      int *count, cg_err *err) {
     params p = {0};
@@ -830,6 +855,30 @@ static int pg_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
     return rc;
 }
 
+static int pg_charges_page(cg_store *store, const char *member_id, int64_t before_at_us,
+                           const char *before_id, int limit, cg_charge *out, int *count,
+                           cg_err *err) {
+    pg_store *s = from(store);
+    bool first = !before_id || !*before_id;
+    params p = {0};
+    p_text(&p, member_id);
+    if (!first) {
+        p_int(&p, before_at_us);
+        p_text(&p, before_id);
+    }
+    p_int(&p, limit);
+    PGresult *r;
+    *count = 0;
+    int rc = member_query(s, first ? ST_CHARGES_FIRST : ST_CHARGES_AFTER, member_id, &p, &r,
+                          err);
+    if (rc) return rc;
+    int n = PQntuples(r) < limit ? PQntuples(r) : limit;
+    for (int i = 0; i < n; i++) read_charge(r, i, &out[i]);
+    PQclear(r);
+    *count = n;
+    return CG_OK;
+}
+
 static int pg_charges_due(cg_store *store, int64_t now_us, cg_store_ref *out, int max,
                           int *count, cg_err *err) {
     return list_refs(from(store), ST_CHARGES_DUE, now_us, out, max, count, err);
@@ -953,6 +1002,27 @@ static int pg_idem_insert(cg_store *store, const cg_store_idem *row, cg_err *err
     p_text(&p, row->object_id);
     p_int(&p, row->created_at_us);
     return send_stmt(s, ST_IDEM_INSERT, &p, err);
+}
+
+/* One round trip: insert the key, or learn it exists (then read it, a second one). */
+static int pg_idem_claim(cg_store *store, const cg_store_idem *row, bool *claimed,
+                         cg_store_idem *existing, cg_err *err) {
+    pg_store *s = from(store);
+    params p = {0};
+    p_text(&p, row->member_id);
+    p_text(&p, row->key);
+    p_int(&p, row->op);
+    p_bytes(&p, row->request_hash, (int)sizeof row->request_hash);
+    p_text(&p, row->object_id);
+    p_int(&p, row->created_at_us);
+    PGresult *r;
+    *claimed = false;
+    int rc = member_query(s, ST_IDEM_CLAIM, row->member_id, &p, &r, err);
+    if (rc) return rc;
+    *claimed = PQntuples(r) == 1;
+    PQclear(r);
+    if (*claimed) return CG_OK;
+    return pg_idem_get(store, row->member_id, row->key, existing, err);
 }
 
 static int pg_idem_purge(cg_store *store, int64_t before_us, int max, int *deleted,
@@ -1097,6 +1167,11 @@ static const cg_store_ops pg_ops = {
     .scan_grants = pg_scan_grants,
     .scan_charges = pg_scan_charges,
     .count_entries = pg_count_entries,
+    .idem_claim = pg_idem_claim,
+    /* data_version stays NULL: other servers commit to this database at any moment, so the
+     * ledger must not keep member state in memory (store.h). */
+    .charges_page = pg_charges_page,
+    .grant_update_credits = pg_grant_update_credits,
 };
 
 /* Runs SQL outside the pipeline (open and migrations only). */
