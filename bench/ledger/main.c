@@ -271,8 +271,9 @@ static void print_machine(void) {
     getloadavg(load, 3);
     printf("machine: %s, %ld CPUs, %s %s, load average %.1f (other work on the machine)\n",
            model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, load[0]);
-    printf("storage: SQLite %s, WAL, one fdatasync of the WAL before any call is acknowledged\n",
-           sqlite3_libversion());
+    printf("storage: SQLite %s, WAL, one fdatasync of the WAL before any call is acknowledged;"
+           " writer's member cache %d members\n", sqlite3_libversion(),
+           CG_LEDGER_CACHE_MEMBERS_DEFAULT);
 }
 
 /* Opens a fresh ledger in the given mode and populates it. */

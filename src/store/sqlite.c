@@ -657,7 +657,7 @@ static int sq_charges_page(cg_store *store, const char *member_id, int64_t befor
     sqlite3_bind_int64(st, 2, before_at_us);
     bind_text(st, 3, before_id);
     sqlite3_bind_int(st, 4, limit);
-    int n = 0, rc;
+    int n = 0, rc = SQLITE_DONE;
     while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) read_charge(st, &out[n++]);
     if (n == limit) rc = SQLITE_DONE;
     sqlite3_reset(st);
