@@ -84,7 +84,7 @@ step "table"
   # What the agreement covered: creditgate's answers on the mix, by benefit.
   grep -o '"benefit":[^,]*' "$WORK/mix.jsonl" | sort | uniq -c | sort -rn |
     awk -v n="$REQUESTS" '{ b = $2; sub(/^"benefit":/, "", b); gsub(/"/, "", b); if (b == "null") b = "charged"
-                            s = s (s ? ", " : "") b " " $1 } END { print "mix (" n " requests, creditgate'"'"'s answers): " s }' | fold -s -w 100
+                            s = s (s ? ", " : "") b " " $1 } END { print "mix (" n " requests, creditgate'"'"'s answers): " s }' | fold -s -w 100 | sed 's/ *$//'
 } | tee "$WORK/table.txt"
 grep -q '^DISAGREEMENT' "$WORK"/*.txt "$WORK"/http/*.txt 2>/dev/null && failed=1
 
