@@ -256,7 +256,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    char dir[512] = "", dsn[1024];
+    char dir[1024] = "", dsn[1024];
     if (dsn_arg) snprintf(dsn, sizeof dsn, "%s", dsn_arg);
     else if (cluster_start(dir, sizeof dir, dsn, sizeof dsn)) {
         fprintf(stderr, "bench: cannot start PostgreSQL (scripts/pg.sh start)\n");
@@ -307,7 +307,7 @@ int main(int argc, char **argv) {
     printf("ratio group/naive:  1 callers %.1fx  64 callers %.1fx\n", ratio1, ratio64);
     printf("goal >= 10x the naive baseline with 64 callers: %.1fx — %s\n", ratio64,
            ratio64 >= 10 ? "MET" : "NOT MET");
-    char cmd[1400];
+    char cmd[2600];
     snprintf(cmd, sizeof cmd, "bench/ledger_pg/pgbench.sh '%s' %.0f %" PRId64, dsn, seconds,
              members);
     int prc = system(cmd);
