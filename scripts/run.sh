@@ -79,6 +79,10 @@ creditgate is serving on $URL (pid $pid; policy/carat.yaml; ledger $DATA/creditg
 
 demo members: ${members[*]%% *}
 
+Pages (open in a browser):
+  My Credits:      $URL/          (paste a member token: see "a member token" below)
+  Support console: $URL/support   (paste the admin key)
+
 Try:
   export ADMIN=$ADMIN_KEY SVC=$SERVICE_KEY
   # Nanobanana Pro 2K for a member who joined 2025-11-25 — unlimited
