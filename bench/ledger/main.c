@@ -2,7 +2,11 @@
  * 64 concurrent callers, group commit against the naive one-transaction-per-call baseline in
  * the same run, pair latency percentiles, and resident memory with many members.
  *
- *   build/bench/ledger [--members N] [--seconds S] [--callers LIST] [--dir DIR]
+ *   build/bench/ledger [--members N] [--seconds S] [--callers LIST] [--dir DIR] [--pairs N]
+ *
+ * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
+ * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
+ * --members 2000 --callers 64 --only group --pairs 4000 --seconds 600.
  *
  * Every call is durable when it returns (WAL, synchronous=FULL): a pair is two acknowledged
  * commits (charge = quote + hold, then capture). Prints the figures, the ratio and the machine. */
@@ -29,6 +33,7 @@
 typedef struct bench_opts {
     int64_t members;
     double seconds;
+    int64_t pairs; /* 0: as many as fit in seconds */
     int callers[8];
     int caller_runs;
     const char *dir;
@@ -41,6 +46,7 @@ typedef struct caller {
     int64_t members;
     uint64_t rng;
     double until_s;
+    int64_t pairs_max;
     int64_t pairs;
     int64_t failures;
     uint32_t *lat_us; /* pair latencies */
@@ -130,7 +136,7 @@ static void *pairs_main(void *arg) {
     caller *c = arg;
     for (int64_t n = 0;; n++) {
         double t0 = now_s();
-        if (t0 >= c->until_s) break;
+        if (t0 >= c->until_s || c->pairs + c->failures >= c->pairs_max) break;
         if (one_pair(c, n)) {
             c->failures++;
             continue;
@@ -175,7 +181,8 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     for (int i = 0; i < callers; i++) {
         cs[i] = (caller){.ledger = l, .id = i, .members = o->members,
                          .rng = seed * 7919 + (uint64_t)i * 104729 + 1,
-                         .until_s = start + o->seconds};
+                         .until_s = start + o->seconds,
+                         .pairs_max = o->pairs ? (o->pairs + callers - 1) / callers : INT64_MAX};
         cs[i].lat_us = malloc(sizeof(uint32_t) * BENCH_SAMPLES_PER_CALLER_MAX);
     }
     run_threads(cs, callers, pairs_main);
@@ -220,7 +227,7 @@ static int populate(cg_ledger *l, int64_t members) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
-                    " [--only group|naive]\n");
+                    " [--only group|naive] [--pairs N]\n");
     exit(2);
 }
 
@@ -231,6 +238,7 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         if (i + 1 >= argc) usage();
         if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--seconds")) o->seconds = strtod(argv[++i], NULL);
+        else if (!strcmp(argv[i], "--pairs")) o->pairs = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
         else if (!strcmp(argv[i], "--callers")) {
