@@ -230,6 +230,7 @@ int h_member_grants(req *r);
 int h_member_balance(req *r);
 int h_member_benefits(req *r);
 int h_member_history(req *r);
+int h_member_charges(req *r);
 int h_member_token(req *r);
 int h_charge_create(req *r);
 int h_charge_get(req *r);

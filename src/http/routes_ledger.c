@@ -240,6 +240,44 @@ int h_member_history(req *r) {
     return ledger_result(r, rc, &err, false, 200, out);
 }
 
+/* ---- GET /v1/members/{id}/charges ------------------------------------------------------- */
+
+/* A member's charges newest first, 0-credit (unlimited) ones included: the usage history of
+ * My Credits and the support console. ?before= is the previous page's "next" cursor. */
+int h_member_charges(req *r) {
+    snprintf(r->member_id, sizeof r->member_id, "%s", r->params[0]);
+    const char *before = query_arg(r, "before");
+    const char *l = query_arg(r, "limit");
+    int limit = 20;
+    if (l) {
+        char *end = NULL;
+        long long v = strtoll(l, &end, 10);
+        if (!*l || *end || v < 1 || v > CG_CHARGES_PAGE_MAX)
+            return fail(r, 400, "out_of_range", "limit", "limit must be between 1 and %d", CG_CHARGES_PAGE_MAX);
+        limit = (int)v;
+    }
+    if (before && strlen(before) >= CG_CHARGES_CURSOR_BYTES_MAX)
+        return fail(r, 400, "invalid", "before", "before is not a cursor from a previous page");
+    cg_charge *page = calloc((size_t)limit, sizeof *page);
+    if (!page) return fail(r, 503, "out_of_memory", "", "out of memory");
+    char next[CG_CHARGES_CURSOR_BYTES_MAX] = "";
+    int count = 0;
+    cg_err err;
+    cg_err_clear(&err);
+    cg_ledger *ledger = ledger_enter(r);
+    int rc = CG_EUNAVAILABLE;
+    if (ledger) {
+        rc = cg_ledger_charges(ledger, r->params[0], before, limit, page, &count, next, &err);
+        ledger_leave(r);
+    } else {
+        cg_err_set(&err, CG_EUNAVAILABLE, "this server runs without a ledger");
+    }
+    if (rc == CG_EINVAL && !err.field[0]) snprintf(err.field, sizeof err.field, "before");
+    json_t *out = rc ? NULL : cg_charges_page_to_json(page, count, next);
+    free(page);
+    return ledger_result(r, rc, &err, false, 200, out);
+}
+
 /* ---- charges ----------------------------------------------------------------------------- */
 
 static const field_spec agent_fields[] = {

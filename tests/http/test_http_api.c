@@ -619,6 +619,47 @@ static void test_charge_release_and_unlimited(void **state) {
     expect(&r, 404, NULL);
 }
 
+/* The usage history lists every charge newest first, the unlimited (0-credit) ones too. */
+static void test_member_charges_lists_unlimited_and_charged(void **state) {
+    (void)state;
+    put_member("c3", "premium", "monthly", "2026-03-01");
+    put_member("c4", "plus", "monthly", "2026-03-01");
+    grant("c3", 500);
+    tc_response r = tc_request(port, "POST", "/v1/charges", service, NULL,
+                               "{\"member_id\":\"c3\",\"model\":\"Carat Video\",\"at\":\"2026-06-01\"}");
+    expect(&r, 201, NULL);
+    r = tc_request(port, "POST", "/v1/charges", service, NULL, "{\"member_id\":\"c3\",\"model\":\"midjourney\"}");
+    expect(&r, 201, NULL);
+    r = tc_request(port, "GET", "/v1/members/c3/charges?limit=1", service, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    json_t *charges = json_object_get(j, "charges");
+    assert_int_equal(json_array_size(charges), 1);
+    assert_non_null(strstr(r.body, "midjourney")); /* newest first */
+    const char *next = json_string_value(json_object_get(j, "next"));
+    assert_non_null(next);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/members/c3/charges?limit=5&before=%s", next);
+    json_decref(j);
+    tc_free(&r);
+    r = tc_request(port, "GET", path, service, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "carat-video-premium-1y"));
+    j = body_json(&r);
+    assert_int_equal(json_array_size(json_object_get(j, "charges")), 1);
+    assert_true(json_is_null(json_object_get(j, "next")));
+    json_decref(j);
+    tc_free(&r);
+    char token[CG_HTTP_TOKEN_BYTES_MAX];
+    mint("c3", token, sizeof token);
+    assert_int_equal(call("GET", "/v1/members/c3/charges", token, NULL), 200);
+    assert_int_equal(call("GET", "/v1/members/c4/charges", token, NULL), 403);
+    r = tc_request(port, "GET", "/v1/members/c3/charges?limit=0", service, NULL, NULL);
+    expect(&r, 400, "limit");
+    r = tc_request(port, "GET", "/v1/members/c3/charges?before=%21%21", service, NULL, NULL);
+    expect(&r, 400, "before");
+}
+
 static void test_charge_insufficient_402(void **state) {
     (void)state;
     put_member("poor", "plus", "monthly", "2025-11-25");
@@ -826,6 +867,7 @@ int main(void) {
         cmocka_unit_test(test_member_routes),
         cmocka_unit_test(test_charge_lifecycle),
         cmocka_unit_test(test_charge_release_and_unlimited),
+        cmocka_unit_test(test_member_charges_lists_unlimited_and_charged),
         cmocka_unit_test(test_charge_insufficient_402),
         cmocka_unit_test(test_metrics_count_decisions_and_charges),
         cmocka_unit_test(test_reload_good_then_broken_keeps_old),
