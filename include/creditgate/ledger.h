@@ -41,7 +41,7 @@
 #define CG_CHARGES_PAGE_MAX 100         /* charges per cg_ledger_charges page */
 #define CG_CHARGES_CURSOR_BYTES_MAX 64  /* "<created_at_us>.<charge_id>" + NUL */
 #define CG_LEDGER_CACHE_MEMBERS_DEFAULT 131072 /* members whose state the writer keeps in
-                                           memory (~0.6 KiB each, ~80 MiB at most) */
+                                           memory (576 bytes each: 73 MiB at most) */
 #define CG_LEDGER_CACHE_MEMBERS_MAX (1 << 22)
 #define CG_MEMBER_VERSIONS_MAX 64       /* member state history returned by one get */
 #define CG_HISTORY_PAGE_MAX 500         /* journal entries per history page */
