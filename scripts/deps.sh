@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libfyaml-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
       libsodium-dev libcmocka-dev sqlite3 valgrind curl clang libclang-rt-14-dev
-      libpq-dev postgresql)
+      libpq-dev postgresql
+      wrk)  # wrk: tests/soak (issue 7)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
