@@ -11,6 +11,7 @@ const TOKEN_KEY = 'creditgate.member_token';
 const EXPIRING_DAYS = 30;       // "expiring soon": within this many days
 const HISTORY_ROWS_MAX = 50;    // newest movements shown
 const QUOTES_IN_FLIGHT = 6;     // a browser's connections per host
+const UNLIMITED_ROWS_MAX = 50;  // newest unlimited uses looked up for the history
 
 const MESSAGES = {
   en: {
@@ -41,6 +42,7 @@ const MESSAGES = {
     usageTitle: 'Usage history', usageEmpty: 'No credit movements yet.',
     k_grant: 'Credits added', k_hold: 'Reserved (generation in progress)', k_capture: 'Used',
     k_release: 'Returned (generation failed)', k_refund: 'Refunded', k_expiry: 'Expired',
+    k_unlimited: 'Unlimited (no credits deducted)',
     why: 'Why',
   },
   ko: {
@@ -70,6 +72,7 @@ const MESSAGES = {
     usageTitle: '사용 내역', usageEmpty: '아직 크레딧 변동이 없습니다.',
     k_grant: '크레딧 지급', k_hold: '예약 (생성 중)', k_capture: '사용',
     k_release: '반환 (생성 실패)', k_refund: '환불', k_expiry: '만료',
+    k_unlimited: '무제한 (차감 없음)',
     why: '사유',
   },
 };
@@ -150,12 +153,24 @@ async function chargeReason(charge, lang) {
   }
 }
 
+// The journal holds credit movements; an unlimited (0-credit) use moves nothing, so those
+// come from the member's charge list and are shown as their own rows.
 async function loadUsage(memberId, lang) {
-  const entries = (await loadHistory(state.token, memberId)).slice(-HISTORY_ROWS_MAX).reverse();
+  const enc = encodeURIComponent(memberId);
+  const [journal, recent] = await Promise.all([
+    loadHistory(state.token, memberId),
+    api(state.token, 'GET', `/v1/members/${enc}/charges?limit=${UNLIMITED_ROWS_MAX}`),
+  ]);
+  const entries = journal.slice(-HISTORY_ROWS_MAX);
+  for (const c of recent.charges) {
+    if (c.credits === 0) entries.push({ kind: 'unlimited', at: c.created_at, charge_id: c.charge_id, delta_remaining: 0, delta_held: 0 });
+  }
+  entries.sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+  entries.length = Math.min(entries.length, HISTORY_ROWS_MAX);
   const ids = [...new Set(entries.map((e) => e.charge_id).filter(Boolean))];
   const charges = new Map();
   await mapLimited(ids, QUOTES_IN_FLIGHT, async (id) => {
-    const c = await api(state.token, 'GET', `/v1/charges/${encodeURIComponent(id)}?member_id=${encodeURIComponent(memberId)}`);
+    const c = await api(state.token, 'GET', `/v1/charges/${encodeURIComponent(id)}?member_id=${enc}`);
     c.reasonText = await chargeReason(c, lang);
     charges.set(id, c);
   });
@@ -283,7 +298,7 @@ function renderUsage(d) {
   const rows = shown.map((e) => {
     const charge = e.charge_id ? d.usage.charges.get(e.charge_id) : null;
     const delta = e.kind === 'hold' ? e.delta_held : e.delta_remaining; // a release spends nothing: 0
-    const sign = { hold: '−', capture: '−', expiry: '−', release: '' }[e.kind] ?? '+';
+    const sign = { hold: '−', capture: '−', expiry: '−', release: '', unlimited: '' }[e.kind] ?? '+';
     return el('li', { class: `entry ${e.kind}`, dataset: { kind: e.kind, charge: e.charge_id || '' } },
       el('span', { class: 'when' }, formatDateTime(e.at, state.lang, tz)),
       el('span', { class: 'what' }, `${t(`k_${e.kind}`)} · ${usageWhat(d, e, charge)}`),

@@ -213,6 +213,10 @@ test('a member who joined 2025-11-25 sees Nanobanana Pro 1K/2K unlimited and 4K 
   assert.equal(await price(page, 'nanobanana-2', '1k').getAttribute('data-unlimited'), 'false');
   // The usage history says why 4K was charged; the balance shows what expires soon.
   await page.locator('#usage-list li.capture', { hasText: '4K resolution is paid for all members' }).waitFor();
+  // The 2K image moved no credits, yet it is in the history, with the benefit that made it free.
+  const free2k = page.locator('#usage-list li.unlimited', { hasText: 'Unlimited (no credits deducted)' });
+  await free2k.waitFor();
+  assert.match(await free2k.textContent(), /unlimited: Nanobanana Pro 1K\/2K for members who joined 2025-11-21 to 2025-11-30/);
   assert.match(await page.locator('#expiring li.soon').first().textContent(), /credits expire on/);
   assert.equal(await page.locator('#available').textContent(), '1,266 credits'); // 1300 − 24 − 10
   assert.ok(!page.url().includes(seed.tokenNov), 'the token must never be in the URL');
