@@ -81,7 +81,7 @@ void cg_http_config_defaults(cg_http_config *config) {
     config->string_bytes_max = 16 * 1024;
     config->timeout_s = 30;
     config->connections_max = 4096;
-    config->connections_per_ip_max = 0;
+    config->connections_per_ip_max = 256; /* one address cannot take every connection */
     config->reload_check_ms = 1000;
     config->drain_timeout_ms = 10000;
 }

@@ -138,6 +138,7 @@ struct cg_http_server {
     atomic_int inflight;
     atomic_uint_fast64_t request_seq; /* X-Request-Id */
     atomic_bool draining;
+    atomic_bool ledger_failed; /* a write could not be made durable (CG_EIO): /readyz says 503 */
     metrics metrics;
 };
 

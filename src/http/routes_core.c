@@ -37,7 +37,7 @@ int h_healthz(req *r) {
 
 int h_readyz(req *r) {
     bool draining = atomic_load(&r->srv->draining);
-    bool ledger_ok = !r->srv->config.db_path[0] || r->srv->ledger;
+    bool ledger_ok = !r->srv->config.db_path[0] || (r->srv->ledger && !atomic_load(&r->srv->ledger_failed));
     char label[CG_POLICY_VERSIONS_MAX * 8];
     cg_http_server_policy_label(r->srv, label, sizeof label);
     json_t *body = json_pack("{s:s,s:s,s:b}", "status", draining || !ledger_ok ? "unavailable" : "ready",

@@ -166,13 +166,17 @@ static int err_status(const cg_err *err) {
     case CG_ESTATE: return 409;
     case CG_EINSUFFICIENT: return 402;
     case CG_ELIMIT: return 422;
-    case CG_EUNAVAILABLE: case CG_ENOMEM: return 503;
+    /* CG_EIO: a write or fsync failed — nothing was acknowledged, the client may retry later. */
+    case CG_EUNAVAILABLE: case CG_ENOMEM: case CG_EIO: return 503;
     default: return 500;
     }
 }
 
 int fail_err(req *r, const cg_err *err) {
     int status = err_status(err);
+    /* CG_EIO in a request comes from the ledger, which refuses every call after a failed fsync
+     * until it is reopened: /readyz takes this instance out of the load balancer's rotation. */
+    if (err->code == CG_EIO) atomic_store(&r->srv->ledger_failed, true);
     fail(r, status, cg_err_name(err->code), err->field, "%s", err->msg);
     if (err->suggestion_count > 0) {
         json_t *list = json_array();
@@ -537,6 +541,35 @@ static int open_ledger(cg_http_server *srv, const snapshot *snap, cg_ledger **ou
     return cg_ledger_open_dsn(srv->config.db_path, &lc, out, err);
 }
 
+static int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decoding as libmicrohttpd does it, except that "%00" stays as it is: a decoded NUL
+ * would silently cut the path ("/web/common.js%00.html" serving common.js), while "%00" left
+ * in place fails every name check and answers 404. */
+static size_t unescape_keep_nul(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    (void)conn;
+    char *out = s;
+    for (const char *in = s; *in;) {
+        int hi, lo;
+        if (in[0] == '%' && in[1] && in[2] && (hi = hex_value(in[1])) >= 0 && (lo = hex_value(in[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 3;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
+
 static int start_daemon(cg_http_server *srv, cg_err *err) {
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
@@ -558,6 +591,7 @@ static int start_daemon(cg_http_server *srv, cg_err *err) {
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->header_bytes_max,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
         MHD_OPTION_END);
     if (!srv->daemon)
         return cg_err_set(err, CG_EIO, "cannot listen on %s:%u (in use, or no permission)",
