@@ -2,7 +2,8 @@
  * every call, a restart (cold cache) mid-script and no cache at all end with the same balances;
  * another writer's commit is seen; members with more open grants than the cache keeps fall
  * back to the store. Also the charges listing (newest first, 0-credit charges included, page by
- * page) and refunds that need a `refund` grant when the member is at the open-grant limit. */
+ * page), refunds that need a `refund` grant when the member is at the open-grant limit, and
+ * idempotency keys past 24 h purged as fast as calls add them. */
 #include "ledger_fixture.h"
 
 #define SCRIPT_MEMBERS 6
@@ -262,6 +263,43 @@ static void test_refund_at_open_grant_limit_succeeds(void **state) {
     assert_verify_clean(l);
 }
 
+/* ---- idempotency keys past 24 h go as fast as calls add them, not 64 per sweep ---- */
+
+static void test_old_keys_are_purged_in_step_with_calls(void **state) {
+    (void)state;
+    char path[512];
+    own_path(path, sizeof path);
+    fx_now_us = T0;
+    cg_ledger_config c;
+    fx_config(&c, true);
+    c.sweep_interval_us = HOUR_US; /* one sweep in the test's whole day after */
+    char dsn[600];
+    snprintf(dsn, sizeof dsn, "sqlite:%s", path);
+    cg_ledger *l = NULL;
+    cg_err err = {0};
+    assert_cg_ok(cg_ledger_open_dsn(dsn, &c, &l, &err), err);
+    put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
+    grant_simple(l, "m1", 2000);
+    char key[32];
+    for (int i = 0; i < 150; i++) {
+        snprintf(key, sizeof key, "old-%03d", i); /* purged in key order: old-149 last */
+        charge_mj(l, "m1", key);
+    }
+    fx_now_us = T0 + DAY_US + 1;
+    for (int i = 0; i < 3; i++) balance_of(l, "m1"); /* three batches */
+    cg_charge again;
+    bool replayed = true;
+    cg_charge_input in = {.member_id = "m1", .idempotency_key = "old-000", .model = "midjourney"};
+    assert_cg_ok(cg_ledger_charge(l, &in, &again, &replayed, &err), err);
+    assert_false(replayed);
+    in.idempotency_key = "old-149";
+    assert_cg_ok(cg_ledger_charge(l, &in, &again, &replayed, &err), err);
+    assert_false(replayed);
+    assert_verify_clean(l);
+    cg_ledger_close(l);
+    remove_path(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_cache_gives_the_same_results_as_none),
@@ -271,6 +309,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_charges_list_newest_first_with_unlimited_ones, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charges_list_refuses_bad_input, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_refund_at_open_grant_limit_succeeds, fx_setup, fx_teardown),
+        cmocka_unit_test(test_old_keys_are_purged_in_step_with_calls),
     };
     return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
 }
