@@ -3,8 +3,7 @@
  * one in-process server, built with the normal compiler and sanitizers, so a fixed crash stays
  * fixed. A target aborts on a 5xx, a cut answer or a hang. */
 #include "testlib.h"
-
-#include <dirent.h>
+#include "fuzz/replay.h"
 
 #define LLVMFuzzerTestOneInput fuzz_http_quote_one
 #include "fuzz/fuzz_http_quote.c"
@@ -21,39 +20,6 @@
 #define LLVMFuzzerTestOneInput fuzz_http_raw_one
 #include "fuzz/fuzz_http_raw.c"
 #undef LLVMFuzzerTestOneInput
-
-typedef int (*fuzz_fn)(const uint8_t *, size_t);
-
-static int replay_dir(const char *dir, fuzz_fn fn) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int files = 0;
-    struct dirent *e;
-    static uint8_t buf[1 << 17];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        size_t n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        fn(buf, n);
-        files++;
-    }
-    closedir(d);
-    return files;
-}
-
-static void replay(const char *target, fuzz_fn fn) {
-    char dir[256];
-    snprintf(dir, sizeof dir, "tests/fuzz/corpus/%s", target);
-    int seeds = replay_dir(dir, fn);
-    snprintf(dir, sizeof dir, "tests/fuzz/crashers/%s", target);
-    int crashers = replay_dir(dir, fn);
-    if (seeds == 0) fail_msg("no seed corpus for %s", target);
-    printf("  %s: %d seeds, %d crashers replayed\n", target, seeds, crashers);
-}
 
 static void test_http_quote_corpus_replays_clean(void **s) { (void)s; replay("http_quote", fuzz_http_quote_one); }
 static void test_http_charge_corpus_replays_clean(void **s) { (void)s; replay("http_charge", fuzz_http_charge_one); }

@@ -2,8 +2,7 @@
  * (tests/fuzz/corpus/<target>/, tests/fuzz/crashers/<target>/) through the same target code,
  * built with the normal compiler and sanitizers, so a fixed crash stays fixed. */
 #include "testlib.h"
-
-#include <dirent.h>
+#include "fuzz/replay.h"
 
 #define LLVMFuzzerTestOneInput fuzz_policy_one
 #include "fuzz/fuzz_policy.c"
@@ -14,39 +13,6 @@
 #define LLVMFuzzerTestOneInput fuzz_time_one
 #include "fuzz/fuzz_time.c"
 #undef LLVMFuzzerTestOneInput
-
-typedef int (*fuzz_fn)(const uint8_t *, size_t);
-
-static int replay_dir(const char *dir, fuzz_fn fn) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int files = 0;
-    struct dirent *e;
-    static uint8_t buf[1 << 17];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        size_t n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        fn(buf, n);
-        files++;
-    }
-    closedir(d);
-    return files;
-}
-
-static void replay(const char *target, fuzz_fn fn) {
-    char dir[256];
-    snprintf(dir, sizeof dir, "tests/fuzz/corpus/%s", target);
-    int seeds = replay_dir(dir, fn);
-    snprintf(dir, sizeof dir, "tests/fuzz/crashers/%s", target);
-    int crashers = replay_dir(dir, fn);
-    if (seeds == 0) fail_msg("no seed corpus for %s", target);
-    printf("  %s: %d seeds, %d crashers replayed\n", target, seeds, crashers);
-}
 
 static void test_policy_corpus_replays_clean(void **s) { (void)s; replay("policy", fuzz_policy_one); }
 static void test_quote_corpus_replays_clean(void **s) { (void)s; replay("quote", fuzz_quote_one); }
