@@ -23,6 +23,7 @@
 
 #include "../../tests/http/client.h"
 #include "creditgate/http.h"
+#include "../machine.h"
 
 #define ROUNDS 3
 #define MEMBERS 16
@@ -204,23 +205,6 @@ static void seed(unsigned port) {
     }
 }
 
-static void machine(void) {
-    struct utsname u;
-    uname(&u);
-    char model[600] = "?";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *colon = strchr(line, ':');
-            snprintf(model, sizeof model, "%s", colon ? colon + 2 : line);
-            model[strcspn(model, "\n")] = '\0';
-            break;
-        }
-    if (f) fclose(f);
-    printf("machine: %s %s, %s, %ld cpus (wrk, nginx and the server share them)\n", u.sysname,
-           u.machine, model, sysconf(_SC_NPROCESSORS_ONLN));
-}
 
 /* The machine is shared: print the load so a reader can tell a quiet run from a busy one. */
 static void load_average(const char *when) {
@@ -254,7 +238,7 @@ int main(int argc, char **argv) {
     tc_tmpdir(dir, sizeof dir);
     tc_keys(dir, admin, service, sizeof admin);
     scripts();
-    machine();
+    bench_print_machine("(wrk, nginx and the server share them)");
     load_average("before");
     char url[128], script[512];
     unsigned nginx_port = free_port();

@@ -15,6 +15,7 @@
 
 #include "creditgate/engine.h"
 #include "creditgate/engine_json.h"
+#include "../machine.h"
 
 #define REQUESTS 100000
 #define ROUNDS_MIN 20
@@ -86,22 +87,6 @@ static void make_mix(const cg_policy *p, text_request *reqs) {
     }
 }
 
-static void print_machine(void) {
-    struct utsname u;
-    uname(&u);
-    char cpu[600] = "unknown cpu";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *colon = strchr(line, ':');
-            snprintf(cpu, sizeof cpu, "%s", colon ? colon + 2 : line);
-            cpu[strcspn(cpu, "\n")] = '\0';
-            break;
-        }
-    if (f) fclose(f);
-    printf("machine: %s %s, %s, %ld cpus\n", u.sysname, u.machine, cpu, sysconf(_SC_NPROCESSORS_ONLN));
-}
 
 int main(void) {
     cg_policy_set set;
@@ -187,7 +172,7 @@ int main(void) {
     }
     checksum += (int64_t)(json_bytes & 1); /* keeps the writer's output observable */
 
-    print_machine();
+    bench_print_machine("");
     printf("mix: %d requests, %.1f%% unlimited, %d policy version(s), checksum %lld\n", REQUESTS,
            100.0 * (double)unlimited / REQUESTS, set.count, (long long)checksum);
     printf("%-34s %14s %10s %14s\n", "path (single thread)", "decisions/s", "ns/each", "allocations");
