@@ -138,21 +138,23 @@ static const char *const statement_sql[ST_COUNT] = {
                        " created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_IDEM_PURGE] = "DELETE FROM idempotency WHERE (member_id, key) IN (SELECT member_id, key"
                       " FROM idempotency WHERE created_at_us < ?1 LIMIT ?2)",
+    /* verify's scans sum the journal once, grouped, then join: a correlated sum per grant or
+     * charge would rescan the member's whole journal each time (quadratic: 212 s for 37,631
+     * charges of 4 members; the grouped pass takes well under a second). */
     [ST_SCAN_GRANTS] = "SELECT g.member_id, g.grant_id, g.source, g.category, g.priority,"
                        " g.credits, g.remaining, g.held, g.starts_at_us, g.expires_at_us,"
                        " g.created_at_us, g.expired, g.note,"
-                       " coalesce(sum(j.delta_remaining), 0), coalesce(sum(j.delta_held), 0),"
-                       " count(j.seq) FROM grants g LEFT JOIN journal j"
-                       " ON j.member_id = g.member_id AND j.grant_id = g.grant_id"
-                       " GROUP BY g.member_id, g.grant_id ORDER BY g.member_id, g.grant_id",
-    [ST_SCAN_CHARGES] = "SELECT " CHARGE_COLS ","
-                        " (SELECT coalesce(sum(j.delta_remaining), 0) FROM journal j"
-                        "  WHERE j.member_id = c.member_id AND j.charge_id = c.charge_id),"
-                        " (SELECT coalesce(sum(j.delta_held), 0) FROM journal j"
-                        "  WHERE j.member_id = c.member_id AND j.charge_id = c.charge_id),"
-                        " (SELECT count(*) FROM journal j"
-                        "  WHERE j.member_id = c.member_id AND j.charge_id = c.charge_id)"
-                        " FROM charges c ORDER BY member_id, charge_id",
+                       " coalesce(s.r, 0), coalesce(s.h, 0), coalesce(s.n, 0) FROM grants g"
+                       " LEFT JOIN (SELECT member_id AS sm, grant_id AS sg, sum(delta_remaining) AS r,"
+                       "  sum(delta_held) AS h, count(*) AS n FROM journal WHERE grant_id <> ''"
+                       "  GROUP BY member_id, grant_id) s ON s.sm = g.member_id AND s.sg = g.grant_id"
+                       " ORDER BY g.member_id, g.grant_id",
+    [ST_SCAN_CHARGES] = "SELECT c.*, coalesce(s.r, 0), coalesce(s.h, 0), coalesce(s.n, 0)"
+                        " FROM (SELECT " CHARGE_COLS " FROM charges) c"
+                        " LEFT JOIN (SELECT member_id AS sm, charge_id AS sc, sum(delta_remaining) AS r,"
+                        "  sum(delta_held) AS h, count(*) AS n FROM journal WHERE charge_id <> ''"
+                        "  GROUP BY member_id, charge_id) s ON s.sm = c.member_id AND s.sc = c.charge_id"
+                        " ORDER BY c.member_id, c.charge_id",
     [ST_COUNT_ENTRIES] = "SELECT count(*) FROM journal",
     [ST_IDEM_CLAIM] = "INSERT INTO idempotency (member_id, key, op, request_hash, object_id,"
                       " created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
