@@ -121,7 +121,7 @@ static void decide_item(const cg_engine_version *ev, const cg_request *req, int 
         return;
     }
     int best = -1, nearest = -1, nearest_misses = 99;
-    int64_t best_ends = 0;
+    int64_t best_ends = 0, nearest_ends = CG_NO_END;
     unsigned nearest_lacks = 0;
     for (int i = 0; i < rl->count; i++) {
         int64_t ends;
@@ -130,6 +130,7 @@ static void decide_item(const cg_engine_version *ev, const cg_request *req, int 
             if (best < 0 || ends > best_ends) best = rl->benefits[i], best_ends = ends;
         } else if (miss_weight(lacks) < nearest_misses) {
             nearest = rl->benefits[i], nearest_misses = miss_weight(lacks), nearest_lacks = lacks;
+            nearest_ends = ends;
         }
     }
     if (best >= 0) {
@@ -149,11 +150,7 @@ static void decide_item(const cg_engine_version *ev, const cg_request *req, int 
     it->benefit = nearest;
     it->lacks = nearest_lacks;
     it->reason = CG_REASON_NOT_ELIGIBLE;
-    if (nearest_lacks & CG_LACKS_EXPIRED) {
-        int64_t ends;
-        (void)cg_benefit_lacks(p, &p->benefits[nearest], &req->member, req->at_us, &ends);
-        it->benefit_ends_at_us = ends;
-    }
+    if (nearest_lacks & CG_LACKS_EXPIRED) it->benefit_ends_at_us = nearest_ends;
 }
 
 void cg_engine_decide(const cg_engine *engine, const cg_request *req, cg_decision *out) {

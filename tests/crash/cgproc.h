@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "creditgate/http.h"
+#include "http/client.h" /* tc_write_all */
 
 #define CP_RESPONSE_BYTES_MAX (1024 * 1024)
 #define CP_ARGS_MAX 32
@@ -182,15 +183,6 @@ static inline int cp_connect(unsigned port, int timeout_ms) {
     return fd;
 }
 
-static inline bool cp_send_all(int fd, const char *buf, size_t bytes) {
-    while (bytes) {
-        ssize_t n = send(fd, buf, bytes, MSG_NOSIGNAL);
-        if (n <= 0) return false;
-        buf += n;
-        bytes -= (size_t)n;
-    }
-    return true;
-}
 
 /* Reads until the peer closes (or timeout) and splits status, headers and body. */
 static inline cp_resp cp_read_answer(int fd) {
@@ -236,7 +228,7 @@ static inline cp_resp cp_raw(unsigned port, const char *request, size_t bytes, i
     cp_resp r = {.status = -1};
     int fd = cp_connect(port, timeout_ms);
     if (fd < 0) return r;
-    cp_send_all(fd, request, bytes); /* the server may answer early (413) and close */
+    tc_write_all(fd, request, bytes); /* the server may answer early (413) and close */
     shutdown(fd, SHUT_WR);
     r = cp_read_answer(fd);
     close(fd);
