@@ -126,21 +126,47 @@ static int check_object(req *r, const field_spec *spec, json_t *obj, const char 
     return 0;
 }
 
-/* The member name whose value starts before pos ("count" in {"count": 1e999999}), so a number
- * too big for jansson is still reported against its field. Empty when none is found. */
-static void key_before(const char *text, size_t pos, char *buf, size_t bytes) {
+/* The dotted path of the member whose value is at pos ("agent.count" in
+ * {"agent":{"count": 1e999999}}), so a number too big for jansson is still reported against
+ * its field. A forward scan keeping the last key seen at each depth: no recursion, and depth
+ * is already known to be at most json_depth_max (<= KEY_DEPTH_MAX, asserted by the caller's
+ * scan). Empty when the value is not directly a member of an object. */
+#define KEY_DEPTH_MAX 64
+#define KEY_BYTES_MAX 64
+static void key_path_at(const char *text, size_t pos, char *buf, size_t bytes) {
+    assert(bytes > 0);
     buf[0] = '\0';
-    size_t i = pos;
-    while (i > 0 && text[i - 1] != ':') i--;
-    if (i == 0) return;
-    i--; /* at ':' */
-    while (i > 0 && (text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) i--;
-    if (i == 0 || text[i - 1] != '"') return;
-    size_t end = --i, start = end;
-    while (start > 0 && text[start - 1] != '"' && end - start < 64) start--;
-    if (start == 0 || end - start >= bytes) return;
-    memcpy(buf, text + start, end - start);
-    buf[end - start] = '\0';
+    size_t key_at[KEY_DEPTH_MAX + 1] = {0}, key_len[KEY_DEPTH_MAX + 1] = {0};
+    int depth = 0;
+    for (size_t i = 0; i < pos; i++) {
+        char c = text[i];
+        if (c == '{' || c == '[') {
+            if (++depth > KEY_DEPTH_MAX) return;
+            key_len[depth] = 0;
+        } else if (c == '}' || c == ']') {
+            if (--depth < 0) return;
+        } else if (c == '"') {
+            size_t start = ++i;
+            while (i < pos && text[i] != '"') i += text[i] == '\\' ? 2 : 1;
+            if (i >= pos) return;
+            size_t j = i + 1;
+            while (j < pos && (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r')) j++;
+            if (j < pos && text[j] == ':' && depth > 0) { /* a member name */
+                key_at[depth] = start;
+                key_len[depth] = i - start;
+            }
+        }
+    }
+    size_t used = 0;
+    for (int d = 1; d <= depth; d++) {
+        if (key_len[d] == 0 || key_len[d] > KEY_BYTES_MAX) return; /* in an array, or odd */
+        size_t need = key_len[d] + (used ? 1 : 0);
+        if (used + need + 1 > bytes) return;
+        if (used) buf[used++] = '.';
+        memcpy(buf + used, text + key_at[d], key_len[d]);
+        used += key_len[d];
+        buf[used] = '\0';
+    }
 }
 
 int body_parse(req *r, const field_spec *spec, json_t **out) {
@@ -153,9 +179,11 @@ int body_parse(req *r, const field_spec *spec, json_t **out) {
         return fail(r, 400, "too_deep", "", "JSON nested deeper than %d levels", max);
     json_error_t jerr;
     json_t *root = json_loadb(text, bytes, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root && strstr(jerr.text, "too big")) {
-        char key[80];
-        key_before(text, (size_t)jerr.position < bytes ? (size_t)jerr.position : bytes, key, sizeof key);
+    /* Both "too big integer" and "real number overflow" (1e999999): a number, not bad JSON.
+     * jansson's position is just past the number, inside the member's value. */
+    if (!root && json_error_code(&jerr) == json_error_numeric_overflow) {
+        char key[128];
+        key_path_at(text, (size_t)jerr.position < bytes ? (size_t)jerr.position : bytes, key, sizeof key);
         return fail(r, 400, "out_of_range", key, "%s: number out of range", key[0] ? key : "body");
     }
     if (!root)

@@ -263,6 +263,34 @@ static void test_quote_rejects_bad_fields_naming_them(void **state) {
     expect(&r, 400, "member.joined");
 }
 
+/* Numbers too big for any field are out_of_range against their field, not malformed JSON:
+ * jansson refuses them while parsing ("real number overflow", "too big integer"). */
+static void test_quote_huge_numbers_are_out_of_range(void **state) {
+    (void)state;
+    static const struct {
+        const char *tail, *field;
+    } cases[] = {
+        {",\"model\":\"sora\",\"count\":1e999999", "count"},
+        {",\"model\":\"sora\",\"count\": -1e999999 ", "count"},
+        {",\"model\":\"sora\",\"count\":99999999999999999999999", "count"},
+        {",\"model\":\"sora\",\"agent\":{\"kind\":\"video\",\"model\":1E+999999}", "agent.model"},
+        {",\"model\":\"sora\",\"x\":[1e999999]", "body"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{%s%s}", member_ok, cases[i].tail);
+        tc_response r = tc_request(port, "POST", "/v1/quote", service, NULL, body);
+        if (!strstr(r.body, "\"code\":\"out_of_range\"")) fail_msg("%s: %s", body, r.body);
+        expect(&r, 400, strcmp(cases[i].field, "body") ? cases[i].field : NULL);
+    }
+    /* just inside: the largest double is a number, refused only because count is an integer */
+    tc_response r = tc_request(port, "POST", "/v1/quote", service, NULL,
+                               "{\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\"},"
+                               "\"model\":\"sora\",\"count\":1.7e308}");
+    assert_non_null(strstr(r.body, "\"code\":\"invalid\""));
+    expect(&r, 400, "count");
+}
+
 static void test_quote_unknown_model_suggests(void **state) {
     (void)state;
     char body[512];
@@ -855,6 +883,7 @@ int main(void) {
         cmocka_unit_test(test_quote_equals_cli_json),
         cmocka_unit_test(test_quote_by_member_id),
         cmocka_unit_test(test_quote_rejects_bad_fields_naming_them),
+        cmocka_unit_test(test_quote_huge_numbers_are_out_of_range),
         cmocka_unit_test(test_quote_unknown_model_suggests),
         cmocka_unit_test(test_malformed_and_limits),
         cmocka_unit_test(test_mangled_bodies_never_500),
