@@ -3,6 +3,10 @@
  * the same run, pair latency percentiles, and resident memory with many members.
  *
  *   build/bench/ledger [--members N] [--seconds S] [--callers LIST] [--dir DIR] [--pairs N]
+ *                      [--shards N]
+ *
+ * --shards N: group commit over N shard files, each with its own writer (default
+ * CG_LEDGER_SHARDS_DEFAULT, what a new database gets). The naive baseline is always one file.
  *
  * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
  * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
@@ -38,6 +42,7 @@ typedef struct bench_opts {
     int caller_runs;
     const char *dir;
     const char *only; /* "group" or "naive": one mode (the 1M-member memory run), NULL: both */
+    int shards;       /* group commit's shard count */
 } bench_opts;
 
 typedef struct caller {
@@ -227,13 +232,13 @@ static int populate(cg_ledger *l, int64_t members) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
-                    " [--only group|naive] [--pairs N]\n");
+                    " [--only group|naive] [--pairs N] [--shards N]\n");
     exit(2);
 }
 
 static void parse_opts(int argc, char **argv, bench_opts *o) {
     *o = (bench_opts){.members = 100000, .seconds = 5, .callers = {1, 64}, .caller_runs = 2,
-                      .dir = "build"};
+                      .dir = "build", .shards = CG_LEDGER_SHARDS_DEFAULT};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) usage();
         if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
@@ -241,24 +246,31 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--pairs")) o->pairs = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
+        else if (!strcmp(argv[i], "--shards")) o->shards = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--callers")) {
             o->caller_runs = 0;
             for (char *t = strtok(argv[++i], ","); t && o->caller_runs < 8; t = strtok(NULL, ","))
                 o->callers[o->caller_runs++] = atoi(t);
         } else usage();
     }
-    if (o->members < 1 || o->seconds <= 0) usage();
+    if (o->members < 1 || o->seconds <= 0 || o->shards < 1 || o->shards > CG_LEDGER_SHARDS_MAX)
+        usage();
     for (int i = 0; i < o->caller_runs; i++)
         if (o->callers[i] < 1 || o->callers[i] > BENCH_CALLERS_MAX) usage();
 }
 
+/* Removes the database at path: every shard file with its -wal and -shm. */
 static void remove_db(const char *path) {
-    char p[600];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
+    for (int shard = 0; shard < CG_LEDGER_SHARDS_MAX; shard++) {
+        char file[600], p[640];
+        if (shard) snprintf(file, sizeof file, "%s.shard%d", path, shard);
+        else snprintf(file, sizeof file, "%s", path);
+        unlink(file);
+        snprintf(p, sizeof p, "%s-wal", file);
+        unlink(p);
+        snprintf(p, sizeof p, "%s-shm", file);
+        unlink(p);
+    }
 }
 
 static void print_machine(void) {
@@ -292,6 +304,7 @@ static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, bool 
     cg_ledger_config_default(&cfg);
     cfg.engine = engine;
     cfg.group_commit = true; /* populate fast either way; reopened below for naive */
+    cfg.shards = group ? o->shards : 1;
     cg_ledger *l = NULL;
     cg_err err;
     char dsn[600];
@@ -334,9 +347,11 @@ int main(int argc, char **argv) {
     for (int mode = 0; mode < 2; mode++) {
         bool is_group = mode == 1;
         if (o.only && strcmp(o.only, is_group ? "group" : "naive") != 0) continue;
-        printf("%s:\n", is_group ? "group commit (writer: one transaction per batch; syncer: "
-                                   "one fdatasync per batch, overlapped)"
-                                 : "naive baseline (one transaction + fdatasync per call)");
+        if (is_group)
+            printf("group commit, %d shard(s) (per shard: a writer, one transaction per batch; a "
+                   "syncer, one fdatasync per batch, overlapped):\n", o.shards);
+        else
+            printf("naive baseline (one file, one transaction + fdatasync per call):\n");
         cg_ledger *l = open_fresh(&o, &engine, is_group, path);
         for (int i = 0; i < o.caller_runs; i++) {
             run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1));

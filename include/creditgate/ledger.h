@@ -47,6 +47,9 @@
 #define CG_HISTORY_PAGE_MAX 500         /* journal entries per history page */
 #define CG_LEDGER_QUEUE_OPS_MAX 4096    /* calls waiting for the writer; callers block beyond */
 #define CG_LEDGER_BATCH_OPS_MAX 1024    /* calls applied in one transaction */
+#define CG_LEDGER_SHARDS_MAX 16         /* writers (SQLite: files) members are spread over */
+#define CG_LEDGER_SHARDS_DEFAULT 2      /* a new SQLite ledger's shard count: one writer per
+                                           core of the machine it was measured on */
 #define CG_LEDGER_SWEEP_PER_BATCH_MAX 64 /* expired holds / grants / keys handled per batch */
 #define CG_VERIFY_PROBLEMS_MAX 16       /* differences quoted in a verify report */
 #define CG_HOLD_TTL_S_DEFAULT 900       /* 15 minutes, when the policy sets none */
@@ -103,18 +106,29 @@ typedef struct cg_ledger_config {
                                     CG_LEDGER_CACHE_MEMBERS_DEFAULT, at most _MAX. Only used
                                     while the ledger is its database's single writer (the store
                                     reports other writers; see store.h data_version) */
+    int shards;                  /* cg_ledger_open_dsn only. SQLite: the shard count of a NEW
+                                    database — members are spread by a hash of member_id over
+                                    that many files (PATH, PATH.shard1, …), each with its own
+                                    writer thread; an existing database keeps the count it was
+                                    created with (stored in each file). PostgreSQL: connections,
+                                    each with its own writer, to the one database. 0: default
+                                    (CG_LEDGER_SHARDS_DEFAULT for a new SQLite file, 1 for
+                                    PostgreSQL). At most CG_LEDGER_SHARDS_MAX */
 } cg_ledger_config;
 
 typedef struct cg_ledger cg_ledger;
 
 void cg_ledger_config_default(cg_ledger_config *config);
-/* Opens a ledger over store, which it takes (closed by cg_ledger_close, also on failure).
- * Starts the writer thread when config->group_commit. */
+/* Opens a ledger over one store, which it takes (closed by cg_ledger_close, also on
+ * failure): a single shard whatever config->shards says. Starts the writer thread when
+ * config->group_commit. */
 int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledger **out,
                    cg_err *err);
 /* Applies everything queued, stops the writer, closes the store. NULL is a no-op. */
 void cg_ledger_close(cg_ledger *ledger);
-/* Convenience: cg_store_open(dsn) + cg_ledger_open. dsn as in cg_store_open. */
+/* Opens the ledger at dsn (as in cg_store_open) with all its shards: for SQLite, PATH holds
+ * the shard count and the other files are PATH.shard1 … — a missing shard file or one that
+ * belongs to another ledger is refused, never silently recreated. */
 int cg_ledger_open_dsn(const char *dsn, const cg_ledger_config *config, cg_ledger **out,
                        cg_err *err);
 

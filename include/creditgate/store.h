@@ -25,7 +25,8 @@
 #include "creditgate/ledger.h"
 
 #define CG_STORE_DSN_BYTES_MAX 1024
-#define CG_STORE_SCHEMA_VERSION 2 /* 2: charges listed by member, newest first */
+#define CG_STORE_SCHEMA_VERSION 3 /* SQLite. 2: charges listed by member, newest first;
+                                     3: the shard table (shard_mark) */
 
 /* What an idempotency key remembers: the call, a hash of its request, the object it made. */
 typedef struct cg_store_idem {
@@ -36,6 +37,14 @@ typedef struct cg_store_idem {
     char object_id[CG_OBJECT_ID_BYTES_MAX];  /* charge or grant id; member: effective instant */
     int64_t created_at_us;
 } cg_store_idem;
+
+/* Where a store sits in a sharded ledger: shard `index` of `count` of the ledger whose random
+ * id (hex) is ledger_id. */
+typedef struct cg_store_shard {
+    int index;
+    int count;
+    char ledger_id[17];
+} cg_store_shard;
 
 /* A (member, object) pair listed by the sweeps. */
 typedef struct cg_store_ref {
@@ -145,6 +154,12 @@ typedef struct cg_store_ops {
     /* Like grant_update, and also writes credits: a refund merged into the member's open
      * `refund` grant of the same category. NULL: the refund makes a new grant as before. */
     int (*grant_update_credits)(cg_store *store, const cg_grant *row, cg_err *err);
+    /* The store's place in a sharded ledger. Records *want if the store has no place yet — a
+     * store that already holds members from before shards existed records shard 0 of 1
+     * instead — then fills *out with what is recorded. NULL: the store is one shared database
+     * (PostgreSQL); the ledger's shards are then connections to it and nothing is recorded. */
+    int (*shard_mark)(cg_store *store, const cg_store_shard *want, cg_store_shard *out,
+                      cg_err *err);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */

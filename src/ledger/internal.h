@@ -12,6 +12,8 @@
 #include "creditgate/ledger.h"
 #include "creditgate/store.h"
 
+typedef struct ledger_shard ledger_shard; /* below */
+
 #define LEDGER_PRIORITY_DEFAULT 50
 #define LEDGER_PRIORITY_MAX 100
 
@@ -76,18 +78,18 @@ void ledger_cache_op_begin(ledger_cache *cache);
 void ledger_cache_op_rollback(ledger_cache *cache);
 ledger_cache_stats ledger_cache_stats_get(const ledger_cache *cache);
 
-int lg_member_at(cg_ledger *l, const char *member_id, int64_t at_us, cg_member_state *out,
+int lg_member_at(ledger_shard *l, const char *member_id, int64_t at_us, cg_member_state *out,
                  cg_err *err);
-int lg_member_exists(cg_ledger *l, const char *member_id, cg_err *err);
-void lg_member_put_done(cg_ledger *l, const cg_member_state *row);
-int lg_grants_open(cg_ledger *l, const char *member_id, cg_grant *out, int max, int *count,
+int lg_member_exists(ledger_shard *l, const char *member_id, cg_err *err);
+void lg_member_put_done(ledger_shard *l, const cg_member_state *row);
+int lg_grants_open(ledger_shard *l, const char *member_id, cg_grant *out, int max, int *count,
                    cg_err *err);
-int lg_grant_get(cg_ledger *l, const char *member_id, const char *grant_id, cg_grant *out,
+int lg_grant_get(ledger_shard *l, const char *member_id, const char *grant_id, cg_grant *out,
                  cg_err *err);
-int lg_grant_insert(cg_ledger *l, const cg_grant *g, cg_err *err);
-int lg_grant_update(cg_ledger *l, const cg_grant *g, bool with_credits, cg_err *err);
-int lg_journal_last_seq(cg_ledger *l, const char *member_id, int64_t *seq, cg_err *err);
-void lg_journal_appended(cg_ledger *l, const char *member_id, int64_t seq);
+int lg_grant_insert(ledger_shard *l, const cg_grant *g, cg_err *err);
+int lg_grant_update(ledger_shard *l, const cg_grant *g, bool with_credits, cg_err *err);
+int lg_journal_last_seq(ledger_shard *l, const char *member_id, int64_t *seq, cg_err *err);
+void lg_journal_appended(ledger_shard *l, const char *member_id, int64_t seq);
 
 /* One call, queued by its caller and applied by the writer. Lives on the caller's stack
  * until `done` is posted. */
@@ -112,9 +114,13 @@ typedef struct ledger_op {
     struct ledger_op *next; /* in the syncer's list */
 } ledger_op;
 
-struct cg_ledger {
+/* One shard: a store of its own (SQLite: its own file) with its own writer, syncer, member
+ * cache and queue. Members are spread over the shards by a hash of member_id (ledger.c), so
+ * each shard's writer is the only writer of its members and the shards commit in parallel. */
+struct ledger_shard {
     cg_store *store;
-    cg_ledger_config config;
+    cg_ledger_config config; /* a copy of the ledger's */
+    int index;
     pthread_mutex_t mu;
     pthread_cond_t not_empty;
     pthread_cond_t not_full;
@@ -143,21 +149,29 @@ struct cg_ledger {
     cg_grant *scratch_grants; /* CG_MEMBER_GRANTS_MAX: a member's open grants during one op */
 };
 
+struct cg_ledger {
+    cg_ledger_config config;
+    int shard_count;          /* 1..CG_LEDGER_SHARDS_MAX */
+    bool partitioned;         /* each shard holds only its members (SQLite files); false: the
+                                 shards are connections to one shared database (PostgreSQL) */
+    ledger_shard *shards[CG_LEDGER_SHARDS_MAX];
+};
+
 /* Committed ops awaiting one sync: the writer applies up to this many ahead of the disk. */
 #define LEDGER_SYNC_OPS_MAX (4 * CG_LEDGER_BATCH_OPS_MAX)
 
-int64_t ledger_now_us(const cg_ledger *ledger);
+int64_t ledger_now_us(const ledger_shard *shard);
 
 /* Applies one op inside the current transaction (the caller brackets it in a savepoint). */
-int ledger_apply(cg_ledger *ledger, ledger_op *op, int64_t now_us);
+int ledger_apply(ledger_shard *ledger, ledger_op *op, int64_t now_us);
 /* Expires due holds and grants and purges old idempotency keys, each bounded per call by
  * CG_LEDGER_SWEEP_PER_BATCH_MAX, each item in its own savepoint. *more: a listing came back
  * full, so another round may find more. */
-int ledger_sweep(cg_ledger *ledger, int64_t now_us, bool *more, cg_err *err);
+int ledger_sweep(ledger_shard *ledger, int64_t now_us, bool *more, cg_err *err);
 
 /* Sweep rounds in one idle transaction: drains a backlog of expired holds (64 per round)
  * without holding up callers, who are only served between transactions. */
 #define LEDGER_SWEEP_ROUNDS_IDLE_MAX 16
-int ledger_verify(cg_ledger *ledger, cg_verify_report *out, cg_err *err);
+int ledger_verify(ledger_shard *ledger, cg_verify_report *out, cg_err *err);
 
 #endif

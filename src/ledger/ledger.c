@@ -1,4 +1,8 @@
-/* ledger.c — the ledger's lifetime and its group commit, a two-stage pipeline:
+/* ledger.c — the ledger's lifetime, its shards and its group commit.
+ *
+ * Members are spread over shards by a hash of member_id (shard_for); each shard has its own
+ * store (SQLite: its own file), queue, writer and syncer, so shards commit in parallel on
+ * several cores. Within a shard, group commit is a two-stage pipeline:
  *   writer: takes up to batch_ops_max queued ops, applies them in one transaction (a savepoint
  *           each, so a failing op rolls back alone), commits (visible, not yet durable), hands
  *           the batch to the syncer and starts on the next batch at once;
@@ -10,10 +14,12 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SWEEP_INTERVAL_US_DEFAULT (1000 * 1000)
 
@@ -29,7 +35,7 @@ void cg_ledger_config_default(cg_ledger_config *config) {
     config->cache_members_max = CG_LEDGER_CACHE_MEMBERS_DEFAULT;
 }
 
-int64_t ledger_now_us(const cg_ledger *ledger) {
+int64_t ledger_now_us(const ledger_shard *ledger) {
     if (ledger->config.clock_us) return ledger->config.clock_us(ledger->config.clock_ctx);
     return cg_time_now_us();
 }
@@ -49,12 +55,14 @@ static int config_check(const cg_ledger_config *c, cg_err *err) {
     if (c->cache_members_max < 0 || c->cache_members_max > CG_LEDGER_CACHE_MEMBERS_MAX)
         return cg_err_set(err, CG_EINVAL, "cache_members_max must be 0..%d",
                           CG_LEDGER_CACHE_MEMBERS_MAX);
+    if (c->shards < 0 || c->shards > CG_LEDGER_SHARDS_MAX)
+        return cg_err_set(err, CG_EINVAL, "shards must be 0..%d", CG_LEDGER_SHARDS_MAX);
     return CG_OK;
 }
 
 /* Runs the sweep inside the open transaction when its interval has passed: one round beside
  * callers' ops, up to LEDGER_SWEEP_ROUNDS_IDLE_MAX when idle (n_ops == 0). */
-static int sweep_if_due(cg_ledger *l, int64_t now_us, int n_ops, cg_err *err) {
+static int sweep_if_due(ledger_shard *l, int64_t now_us, int n_ops, cg_err *err) {
     if (now_us - l->swept_at_us < l->config.sweep_interval_us) return CG_OK;
     l->swept_at_us = now_us;
     bool more = true;
@@ -66,7 +74,7 @@ static int sweep_if_due(cg_ledger *l, int64_t now_us, int n_ops, cg_err *err) {
 
 /* Inside the batch's transaction: if another connection committed since our last batch, what
  * the cache holds may be stale — forget it all. */
-static int cache_check(cg_ledger *l, cg_err *err) {
+static int cache_check(ledger_shard *l, cg_err *err) {
     if (!l->cache) return CG_OK;
     int64_t version = 0;
     int rc = l->store->ops->data_version(l->store, &version, err);
@@ -81,7 +89,7 @@ static int cache_check(cg_ledger *l, cg_err *err) {
  * key, so up to two per op (plus a sweep's worth) go — the table stops growing after a day
  * instead of gaining thousands of keys a second against the sweep's 64. One index seek when
  * none are due. */
-static int purge_keys(cg_ledger *l, int64_t now_us, int n_ops, cg_err *err) {
+static int purge_keys(ledger_shard *l, int64_t now_us, int n_ops, cg_err *err) {
     int deleted = 0;
     int max = 2 * n_ops + CG_LEDGER_SWEEP_PER_BATCH_MAX;
     return l->store->ops->idem_purge(l->store, now_us - l->config.idempotency_keep_s * CG_US_PER_S,
@@ -90,7 +98,7 @@ static int purge_keys(cg_ledger *l, int64_t now_us, int n_ops, cg_err *err) {
 
 /* Applies ops[0..n) in one transaction and commits it (durable after the next sync). Each
  * op's rc is final when this returns, unless the sync then fails. */
-static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
+static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
     cg_store *s = l->store;
     cg_err err = {0};
     int64_t now_us = ledger_now_us(l);
@@ -130,7 +138,7 @@ static void run_batch(cg_ledger *l, ledger_op **ops, int n) {
 }
 
 /* Applies one sync result to ops already committed: on failure nothing is known durable. */
-static void sync_outcome(cg_ledger *l, ledger_op *op, int sync_rc, const cg_err *sync_err) {
+static void sync_outcome(ledger_shard *l, ledger_op *op, int sync_rc, const cg_err *sync_err) {
     if (!sync_rc || op->rc != CG_OK) return;
     l->sync_failed = 1;
     op->rc = cg_err_set(&op->err, CG_EIO, "committed but not confirmed durable: %s",
@@ -138,7 +146,7 @@ static void sync_outcome(cg_ledger *l, ledger_op *op, int sync_rc, const cg_err 
 }
 
 /* Hands a committed batch to the syncer; waits while too many ops await a sync. */
-static void hand_to_syncer(cg_ledger *l, ledger_op **ops, int n) {
+static void hand_to_syncer(ledger_shard *l, ledger_op **ops, int n) {
     pthread_mutex_lock(&l->sync_mu);
     while (l->sync_count + n > LEDGER_SYNC_OPS_MAX) pthread_cond_wait(&l->sync_space, &l->sync_mu);
     for (int i = 0; i < n; i++) {
@@ -153,7 +161,7 @@ static void hand_to_syncer(cg_ledger *l, ledger_op **ops, int n) {
 }
 
 static void *syncer_main(void *arg) {
-    cg_ledger *l = arg;
+    ledger_shard *l = arg;
     for (;;) {
         pthread_mutex_lock(&l->sync_mu);
         while (!l->sync_head && !l->sync_stopping) pthread_cond_wait(&l->sync_work, &l->sync_mu);
@@ -178,7 +186,7 @@ static void *syncer_main(void *arg) {
 }
 
 static void *writer_main(void *arg) {
-    cg_ledger *l = arg;
+    ledger_shard *l = arg;
     for (;;) {
         pthread_mutex_lock(&l->mu);
         while (l->ring_count == 0 && !l->stopping) {
@@ -213,7 +221,7 @@ static void *writer_main(void *arg) {
 }
 
 /* Naive mode (the bench's baseline): the caller applies its op in its own transaction. */
-static int submit_direct(cg_ledger *l, ledger_op *op) {
+static int submit_direct(ledger_shard *l, ledger_op *op) {
     pthread_mutex_lock(&l->mu);
     ledger_op *one[1] = {op};
     run_batch(l, one, 1);
@@ -225,7 +233,7 @@ static int submit_direct(cg_ledger *l, ledger_op *op) {
 }
 
 /* Queues op and waits until the writer has committed (or refused) it. */
-static int submit(cg_ledger *l, ledger_op *op, cg_err *err) {
+static int submit(ledger_shard *l, ledger_op *op, cg_err *err) {
     assert(l && op);
     memset(&op->err, 0, sizeof op->err);
     op->rc = CG_OK;
@@ -255,67 +263,9 @@ static int submit(cg_ledger *l, ledger_op *op, cg_err *err) {
     return rc;
 }
 
-int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledger **out,
-                   cg_err *err) {
-    assert(store_take && out);
-    *out = NULL;
-    cg_ledger_config defaults;
-    if (!config) {
-        cg_ledger_config_default(&defaults);
-        config = &defaults;
-    }
-    int rc = config_check(config, err);
-    if (rc || sodium_init() < 0) {
-        cg_store_close(store_take);
-        return rc ? rc : cg_err_set(err, CG_EIO, "libsodium failed to initialize");
-    }
-    cg_ledger *l = calloc(1, sizeof *l);
-    int cache_rc = CG_OK;
-    if (l) {
-        l->ring = calloc((size_t)config->queue_ops_max, sizeof *l->ring);
-        l->batch = calloc((size_t)config->batch_ops_max, sizeof *l->batch);
-        l->scratch_grants = calloc(CG_MEMBER_GRANTS_MAX, sizeof *l->scratch_grants);
-        /* member state in memory only where the store can tell us about other writers */
-        if (store_take->ops->data_version)
-            cache_rc = ledger_cache_open(config->cache_members_max, &l->cache);
-    }
-    if (!l || !l->ring || !l->batch || !l->scratch_grants || cache_rc) {
-        if (l) free(l->ring), free(l->batch), free(l->scratch_grants), ledger_cache_close(l->cache);
-        free(l);
-        cg_store_close(store_take);
-        return cg_err_set(err, CG_ENOMEM, "out of memory opening the ledger");
-    }
-    l->store = store_take;
-    l->config = *config;
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->not_empty, NULL);
-    pthread_cond_init(&l->not_full, NULL);
-    pthread_mutex_init(&l->sync_mu, NULL);
-    pthread_cond_init(&l->sync_work, NULL);
-    pthread_cond_init(&l->sync_space, NULL);
-    l->swept_at_us = INT64_MIN / 2;
-    if (config->group_commit) {
-        l->syncer_started = pthread_create(&l->syncer, NULL, syncer_main, l) == 0;
-        l->writer_started =
-            l->syncer_started && pthread_create(&l->writer, NULL, writer_main, l) == 0;
-        if (!l->writer_started) {
-            cg_ledger_close(l);
-            return cg_err_set(err, CG_ENOMEM, "cannot start the ledger's threads");
-        }
-    }
-    *out = l;
-    return CG_OK;
-}
+/* ---- one shard's lifetime ---- */
 
-int cg_ledger_open_dsn(const char *dsn, const cg_ledger_config *config, cg_ledger **out,
-                       cg_err *err) {
-    cg_store *store = NULL;
-    int rc = cg_store_open(dsn, &store, err);
-    if (rc) return rc;
-    return cg_ledger_open(store, config, out, err);
-}
-
-void cg_ledger_close(cg_ledger *l) {
+static void shard_close(ledger_shard *l) {
     if (!l) return;
     if (l->writer_started) {
         pthread_mutex_lock(&l->mu);
@@ -347,68 +297,256 @@ void cg_ledger_close(cg_ledger *l) {
     free(l);
 }
 
-/* ---- public calls: each builds an op and submits it ---- */
+/* Opens shard `index` over store_take (taken: closed on failure too) and starts its threads. */
+static int shard_open(cg_store *store_take, const cg_ledger_config *config, int index,
+                      int cache_members_max, ledger_shard **out, cg_err *err) {
+    *out = NULL;
+    ledger_shard *l = calloc(1, sizeof *l);
+    int cache_rc = CG_OK;
+    if (l) {
+        l->ring = calloc((size_t)config->queue_ops_max, sizeof *l->ring);
+        l->batch = calloc((size_t)config->batch_ops_max, sizeof *l->batch);
+        l->scratch_grants = calloc(CG_MEMBER_GRANTS_MAX, sizeof *l->scratch_grants);
+        /* member state in memory only where the store can tell us about other writers */
+        if (store_take->ops->data_version)
+            cache_rc = ledger_cache_open(cache_members_max, &l->cache);
+    }
+    if (!l || !l->ring || !l->batch || !l->scratch_grants || cache_rc) {
+        if (l) free(l->ring), free(l->batch), free(l->scratch_grants), ledger_cache_close(l->cache);
+        free(l);
+        cg_store_close(store_take);
+        return cg_err_set(err, CG_ENOMEM, "out of memory opening the ledger");
+    }
+    l->store = store_take;
+    l->config = *config;
+    l->index = index;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->not_empty, NULL);
+    pthread_cond_init(&l->not_full, NULL);
+    pthread_mutex_init(&l->sync_mu, NULL);
+    pthread_cond_init(&l->sync_work, NULL);
+    pthread_cond_init(&l->sync_space, NULL);
+    l->swept_at_us = INT64_MIN / 2;
+    if (config->group_commit) {
+        l->syncer_started = pthread_create(&l->syncer, NULL, syncer_main, l) == 0;
+        l->writer_started =
+            l->syncer_started && pthread_create(&l->writer, NULL, writer_main, l) == 0;
+        if (!l->writer_started) {
+            shard_close(l);
+            return cg_err_set(err, CG_ENOMEM, "cannot start the ledger's threads");
+        }
+    }
+    *out = l;
+    return CG_OK;
+}
 
-static int call(cg_ledger *l, ledger_op_kind kind, const void *in, void *out, bool *replayed,
-                cg_err *err) {
+/* ---- the ledger: its shards ---- */
+
+void cg_ledger_close(cg_ledger *l) {
+    if (!l) return;
+    for (int i = 0; i < l->shard_count; i++) shard_close(l->shards[i]);
+    free(l);
+}
+
+/* Opens a ledger over stores[0..n), taking every one of them (closed on failure too). */
+static int ledger_open_stores(cg_store **stores_take, int n, bool partitioned,
+                              const cg_ledger_config *config, cg_ledger **out, cg_err *err) {
+    assert(n >= 1 && n <= CG_LEDGER_SHARDS_MAX);
+    *out = NULL;
+    cg_ledger *l = calloc(1, sizeof *l);
+    int rc = l ? CG_OK : cg_err_set(err, CG_ENOMEM, "out of memory opening the ledger");
+    if (l) {
+        l->config = *config;
+        l->partitioned = partitioned;
+    }
+    /* The cache bound is the ledger's: each shard keeps its share. */
+    int cache_share = (config->cache_members_max + n - 1) / n;
+    for (int i = 0; i < n; i++) {
+        if (rc) {
+            cg_store_close(stores_take[i]);
+            continue;
+        }
+        rc = shard_open(stores_take[i], config, i, cache_share, &l->shards[i], err);
+        if (!rc) l->shard_count = i + 1;
+    }
+    if (rc) {
+        cg_ledger_close(l);
+        return rc;
+    }
+    *out = l;
+    return CG_OK;
+}
+
+int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledger **out,
+                   cg_err *err) {
+    assert(store_take && out);
+    *out = NULL;
+    cg_ledger_config defaults;
+    if (!config) {
+        cg_ledger_config_default(&defaults);
+        config = &defaults;
+    }
+    int rc = config_check(config, err);
+    if (rc || sodium_init() < 0) {
+        cg_store_close(store_take);
+        return rc ? rc : cg_err_set(err, CG_EIO, "libsodium failed to initialize");
+    }
+    cg_store *one[1] = {store_take};
+    return ledger_open_stores(one, 1, true, config, out, err);
+}
+
+/* The DSN of shard i ≥ 1 of a SQLite ledger: "PATH.shard<i>" (":memory:" stays itself). */
+static int shard_dsn(const char *dsn, int i, char *out, size_t out_bytes, cg_err *err) {
+    int n = !strcmp(dsn, ":memory:") || !strcmp(dsn, "sqlite::memory:")
+                ? snprintf(out, out_bytes, "%s", dsn)
+                : snprintf(out, out_bytes, "%s.shard%d", dsn, i);
+    if (n < 0 || (size_t)n >= out_bytes)
+        return cg_err_set(err, CG_ELIMIT, "database path longer than %zu bytes", out_bytes - 20);
+    return CG_OK;
+}
+
+static bool dsn_is_file(const char *dsn) {
+    const char *path = strncmp(dsn, "sqlite:", 7) ? dsn : dsn + 7;
+    return strcmp(path, ":memory:") != 0;
+}
+
+/* Opens the other shards of a partitioned (SQLite) ledger whose first shard says it has
+ * `first.count`, checking each file is the shard it should be. stores[0] is open already. */
+static int open_partitions(const char *dsn, const cg_store_shard *first, bool created,
+                           cg_store **stores, cg_err *err) {
+    for (int i = 1; i < first->count; i++) {
+        char path[CG_STORE_DSN_BYTES_MAX + 16];
+        int rc = shard_dsn(dsn, i, path, sizeof path, err);
+        if (rc) return rc;
+        const char *file = strncmp(path, "sqlite:", 7) ? path : path + 7;
+        /* An existing ledger's shard file must exist: recreating it empty would lose members. */
+        if (!created && dsn_is_file(dsn) && access(file, F_OK) != 0)
+            return cg_err_set(err, CG_EIO, "shard file %s of ledger %s (%d shards) is missing: "
+                              "restore it from backup", file, first->ledger_id, first->count);
+        if ((rc = cg_store_open(path, &stores[i], err))) return rc;
+        cg_store_shard want = {.index = i, .count = first->count}, got;
+        memcpy(want.ledger_id, first->ledger_id, sizeof want.ledger_id);
+        if ((rc = stores[i]->ops->shard_mark(stores[i], &want, &got, err))) return rc;
+        if (got.index != i || got.count != first->count ||
+            strcmp(got.ledger_id, first->ledger_id) != 0)
+            return cg_err_set(err, CG_EINVAL, "%s is shard %d of %d of ledger %s, expected shard "
+                              "%d of %d of ledger %s", file, got.index, got.count, got.ledger_id,
+                              i, first->count, first->ledger_id);
+    }
+    return CG_OK;
+}
+
+int cg_ledger_open_dsn(const char *dsn, const cg_ledger_config *config, cg_ledger **out,
+                       cg_err *err) {
+    assert(dsn && out);
+    *out = NULL;
+    cg_ledger_config defaults;
+    if (!config) {
+        cg_ledger_config_default(&defaults);
+        config = &defaults;
+    }
+    int rc = config_check(config, err);
+    if (rc) return rc;
+    if (sodium_init() < 0) return cg_err_set(err, CG_EIO, "libsodium failed to initialize");
+    cg_store *stores[CG_LEDGER_SHARDS_MAX] = {0};
+    if ((rc = cg_store_open(dsn, &stores[0], err))) return rc;
+    int n = config->shards;
+    bool partitioned = stores[0]->ops->shard_mark != NULL;
+    if (partitioned) {
+        cg_store_shard want = {.index = 0, .count = n ? n : CG_LEDGER_SHARDS_DEFAULT}, first;
+        uint8_t raw[8];
+        randombytes_buf(raw, sizeof raw);
+        sodium_bin2hex(want.ledger_id, sizeof want.ledger_id, raw, sizeof raw);
+        rc = stores[0]->ops->shard_mark(stores[0], &want, &first, err);
+        if (!rc && (first.index != 0 || first.count < 1 || first.count > CG_LEDGER_SHARDS_MAX))
+            rc = cg_err_set(err, CG_EINVAL, "%s is shard %d of %d, not the first shard of a "
+                            "ledger; open the first file", dsn, first.index, first.count);
+        bool created = !rc && !strcmp(first.ledger_id, want.ledger_id);
+        if (!rc) rc = open_partitions(dsn, &first, created, stores, err);
+        n = first.count;
+    } else {
+        if (!n) n = 1;
+        for (int i = 1; i < n && !rc; i++) rc = cg_store_open(dsn, &stores[i], err);
+    }
+    if (rc) {
+        for (int i = 0; i < CG_LEDGER_SHARDS_MAX; i++) cg_store_close(stores[i]);
+        return rc;
+    }
+    return ledger_open_stores(stores, n, partitioned, config, out, err);
+}
+
+/* The shard that owns member_id: FNV-1a of its bytes. Part of the on-disk layout of a sharded
+ * SQLite ledger — never change it. A missing id goes to shard 0, which refuses it. */
+static ledger_shard *shard_for(cg_ledger *l, const char *member_id) {
+    if (l->shard_count == 1 || !member_id) return l->shards[0];
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)member_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return l->shards[h % (uint32_t)l->shard_count];
+}
+
+/* ---- public calls: each builds an op and submits it to its member's shard ---- */
+
+static int call(cg_ledger *l, const char *member_id, ledger_op_kind kind, const void *in,
+                void *out, bool *replayed, cg_err *err) {
     ledger_op op = {.kind = kind, .in = in, .out = out, .replayed = replayed};
     if (replayed) *replayed = false;
-    return submit(l, &op, err);
+    return submit(shard_for(l, member_id), &op, err);
 }
 
 int cg_ledger_member_put(cg_ledger *l, const cg_member_put_input *in, cg_member_state *out,
                          bool *replayed, cg_err *err) {
-    return call(l, OP_MEMBER_PUT, in, out, replayed, err);
+    return call(l, in->member_id, OP_MEMBER_PUT, in, out, replayed, err);
 }
 
 int cg_ledger_grant(cg_ledger *l, const cg_grant_input *in, cg_grant *out, bool *replayed,
                     cg_err *err) {
-    return call(l, OP_GRANT, in, out, replayed, err);
+    return call(l, in->member_id, OP_GRANT, in, out, replayed, err);
 }
 
 int cg_ledger_charge(cg_ledger *l, const cg_charge_input *in, cg_charge *out, bool *replayed,
                      cg_err *err) {
-    return call(l, OP_CHARGE, in, out, replayed, err);
+    return call(l, in->member_id, OP_CHARGE, in, out, replayed, err);
 }
 
 int cg_ledger_capture(cg_ledger *l, const cg_settle_input *in, cg_charge *out, bool *replayed,
                       cg_err *err) {
-    return call(l, OP_CAPTURE, in, out, replayed, err);
+    return call(l, in->member_id, OP_CAPTURE, in, out, replayed, err);
 }
 
 int cg_ledger_release(cg_ledger *l, const cg_settle_input *in, cg_charge *out, bool *replayed,
                       cg_err *err) {
-    return call(l, OP_RELEASE, in, out, replayed, err);
+    return call(l, in->member_id, OP_RELEASE, in, out, replayed, err);
 }
 
 int cg_ledger_refund(cg_ledger *l, const cg_settle_input *in, cg_charge *out, bool *replayed,
                      cg_err *err) {
-    return call(l, OP_REFUND, in, out, replayed, err);
+    return call(l, in->member_id, OP_REFUND, in, out, replayed, err);
 }
 
 int cg_ledger_member_get(cg_ledger *l, const char *member_id, int64_t at_us,
                          cg_member_state *out, cg_err *err) {
     ledger_op op = {.kind = OP_MEMBER_GET, .out = out, .member_id = member_id, .at_us = at_us};
-    return submit(l, &op, err);
+    return submit(shard_for(l, member_id), &op, err);
 }
 
 int cg_ledger_member_history(cg_ledger *l, const char *member_id, cg_member_state *out,
                              int max, int *count, cg_err *err) {
     ledger_op op = {.kind = OP_MEMBER_HISTORY, .out = out, .member_id = member_id,
                     .limit = max, .count = count};
-    return submit(l, &op, err);
+    return submit(shard_for(l, member_id), &op, err);
 }
 
 int cg_ledger_charge_get(cg_ledger *l, const char *member_id, const char *charge_id,
                          cg_charge *out, cg_err *err) {
     ledger_op op = {.kind = OP_CHARGE_GET, .out = out, .member_id = member_id,
                     .object_id = charge_id};
-    return submit(l, &op, err);
+    return submit(shard_for(l, member_id), &op, err);
 }
 
 int cg_ledger_balance(cg_ledger *l, const char *member_id, cg_balance *out, cg_err *err) {
     ledger_op op = {.kind = OP_BALANCE, .out = out, .member_id = member_id};
-    return submit(l, &op, err);
+    return submit(shard_for(l, member_id), &op, err);
 }
 
 int cg_ledger_history(cg_ledger *l, const char *member_id, int64_t after_seq, int limit,
@@ -416,7 +554,7 @@ int cg_ledger_history(cg_ledger *l, const char *member_id, int64_t after_seq, in
     ledger_op op = {.kind = OP_HISTORY, .out = out, .member_id = member_id,
                     .after_seq = after_seq, .limit = limit, .count = count,
                     .next_seq = next_seq};
-    return submit(l, &op, err);
+    return submit(shard_for(l, member_id), &op, err);
 }
 
 int cg_ledger_charges(cg_ledger *l, const char *member_id, const char *before, int limit,
@@ -428,10 +566,40 @@ int cg_ledger_charges(cg_ledger *l, const char *member_id, const char *before, i
     ledger_op op = {.kind = OP_CHARGES, .out = out, .member_id = member_id,
                     .object_id = before ? before : "", .limit = limit, .count = count,
                     .cursor = next};
-    return submit(l, &op, err);
+    return submit(shard_for(l, member_id), &op, err);
 }
 
+/* Verifies every shard (one, when the shards share a database) and adds up the reports. */
 int cg_ledger_verify(cg_ledger *l, cg_verify_report *out, cg_err *err) {
-    ledger_op op = {.kind = OP_VERIFY, .out = out};
-    return submit(l, &op, err);
+    assert(l && out);
+    memset(out, 0, sizeof *out);
+    int n = l->partitioned ? l->shard_count : 1;
+    cg_verify_report *one = malloc(sizeof *one);
+    if (!one) return cg_err_set(err, CG_ENOMEM, "out of memory verifying the ledger");
+    int rc = CG_OK;
+    for (int i = 0; i < n; i++) {
+        ledger_op op = {.kind = OP_VERIFY, .out = one};
+        cg_err e = {0};
+        int shard_rc = submit(l->shards[i], &op, &e);
+        if (shard_rc && shard_rc != CG_ECONFLICT) {
+            rc = shard_rc;
+            if (err) *err = e;
+            break;
+        }
+        out->members += one->members;
+        out->grants += one->grants;
+        out->charges += one->charges;
+        out->entries += one->entries;
+        for (int64_t k = 0; k < one->problem_count && k < CG_VERIFY_PROBLEMS_MAX; k++)
+            if (out->problem_count + k < CG_VERIFY_PROBLEMS_MAX)
+                memcpy(out->problems[out->problem_count + k], one->problems[k],
+                       sizeof out->problems[0]);
+        out->problem_count += one->problem_count;
+    }
+    free(one);
+    if (rc) return rc;
+    if (out->problem_count > 0)
+        return cg_err_set(err, CG_ECONFLICT, "ledger verify found %" PRId64 " difference(s); "
+                          "first: %s", out->problem_count, out->problems[0]);
+    return CG_OK;
 }

@@ -130,7 +130,7 @@ static int idem_end(cg_store *s, const idem_call *ic, cg_err *err) {
 
 /* Appends journal entries for one member, numbering them after the last stored seq. */
 typedef struct journal {
-    cg_ledger *ledger;
+    ledger_shard *ledger;
     cg_store *store;
     const char *member_id;
     int64_t now_us;
@@ -181,7 +181,7 @@ static int grant_order(const void *a_, const void *b_) {
 
 /* ---- members ---- */
 
-static int member_validate(const cg_ledger *l, const cg_member_put_input *in, int64_t eff_us,
+static int member_validate(const ledger_shard *l, const cg_member_put_input *in, int64_t eff_us,
                            cg_err *err) {
     int rc = check_member_key(in->member_id, in->idempotency_key, err);
     if (!rc) rc = check_text(in->plan, "plan", CG_ID_BYTES_MAX, err);
@@ -198,7 +198,7 @@ static int member_validate(const cg_ledger *l, const cg_member_put_input *in, in
     return CG_OK;
 }
 
-static int op_member_put(cg_ledger *l, ledger_op *op, int64_t now_us) {
+static int op_member_put(ledger_shard *l, ledger_op *op, int64_t now_us) {
     const cg_member_put_input *in = op->in;
     cg_member_state *out = op->out;
     cg_store *s = l->store;
@@ -261,7 +261,7 @@ static int grant_validate(const cg_grant_input *in, int64_t starts_us, int64_t e
 }
 
 /* Refuses a new open grant when the member already has CG_GRANTS_OPEN_MAX. */
-static int grant_room(cg_ledger *l, const char *member_id, cg_err *err) {
+static int grant_room(ledger_shard *l, const char *member_id, cg_err *err) {
     int count = 0;
     int rc = lg_grants_open(l, member_id, l->scratch_grants, CG_MEMBER_GRANTS_MAX, &count, err);
     if (!rc && count >= CG_GRANTS_OPEN_MAX)
@@ -270,7 +270,7 @@ static int grant_room(cg_ledger *l, const char *member_id, cg_err *err) {
     return rc;
 }
 
-static int op_grant(cg_ledger *l, ledger_op *op, int64_t now_us) {
+static int op_grant(ledger_shard *l, ledger_op *op, int64_t now_us) {
     const cg_grant_input *in = op->in;
     cg_grant *out = op->out;
     cg_store *s = l->store;
@@ -370,7 +370,7 @@ static void charge_hash(const cg_charge_input *in, uint8_t hash[16]) {
 }
 
 /* Fills the request and member snapshot, and quotes it. */
-static int charge_quote(cg_ledger *l, const cg_charge_input *in, int64_t at_us, cg_charge *c,
+static int charge_quote(ledger_shard *l, const cg_charge_input *in, int64_t at_us, cg_charge *c,
                         cg_err *err) {
     cg_member_state m;
     int rc = lg_member_at(l, in->member_id, at_us, &m, err);
@@ -404,7 +404,7 @@ static int charge_quote(cg_ledger *l, const cg_charge_input *in, int64_t at_us, 
 }
 
 /* Reserves c->credits from the member's live grants in spending order. */
-static int charge_hold(cg_ledger *l, cg_charge *c, journal *j, int64_t now_us, cg_err *err) {
+static int charge_hold(ledger_shard *l, cg_charge *c, journal *j, int64_t now_us, cg_err *err) {
     cg_grant *g = l->scratch_grants;
     int count = 0;
     int rc = lg_grants_open(l, c->member_id, g, CG_MEMBER_GRANTS_MAX, &count, err);
@@ -442,7 +442,7 @@ static int charge_hold(cg_ledger *l, cg_charge *c, journal *j, int64_t now_us, c
     return rc;
 }
 
-static int op_charge(cg_ledger *l, ledger_op *op, int64_t now_us) {
+static int op_charge(ledger_shard *l, ledger_op *op, int64_t now_us) {
     const cg_charge_input *in = op->in;
     cg_charge *c = op->out;
     cg_store *s = l->store;
@@ -479,7 +479,7 @@ static int op_charge(cg_ledger *l, ledger_op *op, int64_t now_us) {
 
 /* Takes back `release` held credits of one part; on a grant already expired they expire too
  * (the expiry movement of credits that were held when the grant ran out). */
-static int settle_part(cg_ledger *l, cg_charge *c, cg_charge_part *p, int64_t capture,
+static int settle_part(ledger_shard *l, cg_charge *c, cg_charge_part *p, int64_t capture,
                        journal *j, cg_err *err) {
     cg_grant g;
     int rc = lg_grant_get(l, c->member_id, p->grant_id, &g, err);
@@ -503,7 +503,7 @@ static int settle_part(cg_ledger *l, cg_charge *c, cg_charge_part *p, int64_t ca
 }
 
 /* Settles a held charge at `final` credits (0: release), parts in spending order. */
-static int settle(cg_ledger *l, cg_charge *c, int64_t final, cg_charge_status status,
+static int settle(ledger_shard *l, cg_charge *c, int64_t final, cg_charge_status status,
                   int64_t now_us, cg_err *err) {
     assert(c->status == CG_CHARGE_HELD && final >= 0 && final <= c->held);
     cg_store *s = l->store;
@@ -541,7 +541,7 @@ static void settle_hash(const ledger_op *op, uint8_t hash[16]) {
 }
 
 /* Loads the charge of a settle call; *replayed when the key already did this. */
-static int settle_begin(cg_ledger *l, ledger_op *op, uint8_t hash[16], idem_call *ic,
+static int settle_begin(ledger_shard *l, ledger_op *op, uint8_t hash[16], idem_call *ic,
                         bool *done, int64_t now_us) {
     const cg_settle_input *in = op->in;
     cg_store *s = l->store;
@@ -568,7 +568,7 @@ static int require_held(const cg_charge *c, ledger_op_kind kind, int64_t now_us,
     return CG_OK;
 }
 
-static int op_capture_release(cg_ledger *l, ledger_op *op, int64_t now_us) {
+static int op_capture_release(ledger_shard *l, ledger_op *op, int64_t now_us) {
     const cg_settle_input *in = op->in;
     cg_charge *c = op->out;
     uint8_t hash[16];
@@ -607,7 +607,7 @@ static cg_grant *open_refund_grant(cg_grant *open, int count, cg_grant_category 
  * member has room under CG_GRANTS_OPEN_MAX (its note names the charge), else the member's open
  * refund grant of that category grows, else a new one beyond the limit — at most one per
  * category then, so a refund never fails for want of room (CG_GRANTS_REFUND_EXTRA). */
-static int refund_grant(cg_ledger *l, const cg_charge *c, cg_grant_category category,
+static int refund_grant(ledger_shard *l, const cg_charge *c, cg_grant_category category,
                         int64_t amount, const char *reason, journal *j, cg_err *err) {
     cg_store *s = l->store;
     int count = 0;
@@ -641,7 +641,7 @@ static int refund_grant(cg_ledger *l, const cg_charge *c, cg_grant_category cate
 }
 
 /* Returns credits part by part, latest-spent first. */
-static int refund_parts(cg_ledger *l, cg_charge *c, int64_t amount, const char *reason,
+static int refund_parts(ledger_shard *l, cg_charge *c, int64_t amount, const char *reason,
                         int64_t now_us, cg_err *err) {
     cg_store *s = l->store;
     journal j = {.ledger = l, .store = s, .member_id = c->member_id, .now_us = now_us};
@@ -670,7 +670,7 @@ static int refund_parts(cg_ledger *l, cg_charge *c, int64_t amount, const char *
     return rc;
 }
 
-static int op_refund(cg_ledger *l, ledger_op *op, int64_t now_us) {
+static int op_refund(ledger_shard *l, ledger_op *op, int64_t now_us) {
     const cg_settle_input *in = op->in;
     cg_charge *c = op->out;
     uint8_t hash[16];
@@ -700,7 +700,7 @@ static int op_refund(cg_ledger *l, ledger_op *op, int64_t now_us) {
 /* ---- sweep ---- */
 
 /* Releases one hold past its TTL (status expired). */
-static int expire_hold(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+static int expire_hold(ledger_shard *l, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
     cg_store *s = l->store;
     cg_charge *c = malloc(sizeof *c);
     if (!c) return cg_err_set(err, CG_ENOMEM, "out of memory");
@@ -711,7 +711,7 @@ static int expire_hold(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, cg
 }
 
 /* Journals the expiry of a grant's unheld credits; held ones expire when released. */
-static int expire_grant(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
+static int expire_grant(ledger_shard *l, const cg_store_ref *ref, int64_t now_us, cg_err *err) {
     cg_store *s = l->store;
     cg_grant g;
     int rc = lg_grant_get(l, ref->member_id, ref->object_id, &g, err);
@@ -725,10 +725,10 @@ static int expire_grant(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, c
     return rc;
 }
 
-typedef int (*sweep_fn)(cg_ledger *l, const cg_store_ref *ref, int64_t now_us, cg_err *err);
+typedef int (*sweep_fn)(ledger_shard *l, const cg_store_ref *ref, int64_t now_us, cg_err *err);
 
 /* Each item in its own savepoint: one broken row must not stop the others. */
-static int sweep_each(cg_ledger *l, const cg_store_ref *refs, int count, sweep_fn fn,
+static int sweep_each(ledger_shard *l, const cg_store_ref *refs, int count, sweep_fn fn,
                       int64_t now_us, cg_err *err) {
     cg_store *s = l->store;
     for (int i = 0; i < count; i++) {
@@ -744,7 +744,7 @@ static int sweep_each(cg_ledger *l, const cg_store_ref *refs, int count, sweep_f
     return CG_OK;
 }
 
-int ledger_sweep(cg_ledger *l, int64_t now_us, bool *more, cg_err *err) {
+int ledger_sweep(ledger_shard *l, int64_t now_us, bool *more, cg_err *err) {
     cg_store *s = l->store;
     cg_store_ref refs[CG_LEDGER_SWEEP_PER_BATCH_MAX];
     int holds = 0, grants = 0, deleted = 0;
@@ -762,7 +762,7 @@ int ledger_sweep(cg_ledger *l, int64_t now_us, bool *more, cg_err *err) {
 
 /* ---- reads ---- */
 
-static int op_balance(cg_ledger *l, ledger_op *op, int64_t now_us) {
+static int op_balance(ledger_shard *l, ledger_op *op, int64_t now_us) {
     cg_balance *b = op->out;
     cg_store *s = l->store;
     memset(b, 0, sizeof *b);
@@ -786,7 +786,7 @@ static int op_balance(cg_ledger *l, ledger_op *op, int64_t now_us) {
     return CG_OK;
 }
 
-static int op_history(cg_ledger *l, ledger_op *op) {
+static int op_history(ledger_shard *l, ledger_op *op) {
     if (op->limit < 1 || op->limit > CG_HISTORY_PAGE_MAX)
         return cg_err_set_field(&op->err, CG_EINVAL, "limit", "limit must be 1..%d",
                                 CG_HISTORY_PAGE_MAX);
@@ -802,7 +802,7 @@ static int op_history(cg_ledger *l, ledger_op *op) {
 
 /* A page of the member's charges, newest first; the cursor is "<created_at_us>.<charge_id>"
  * of the last charge of the previous page. */
-static int op_charges(cg_ledger *l, ledger_op *op) {
+static int op_charges(ledger_shard *l, ledger_op *op) {
     cg_store *s = l->store;
     if (!s->ops->charges_page)
         return cg_err_set(&op->err, CG_EINVAL, "the %s store cannot list charges", s->ops->name);
@@ -835,7 +835,7 @@ static int op_charges(cg_ledger *l, ledger_op *op) {
     return CG_OK;
 }
 
-static int op_read(cg_ledger *l, ledger_op *op, int64_t now_us) {
+static int op_read(ledger_shard *l, ledger_op *op, int64_t now_us) {
     cg_store *s = l->store;
     switch (op->kind) {
     case OP_MEMBER_GET:
@@ -860,7 +860,7 @@ static int op_read(cg_ledger *l, ledger_op *op, int64_t now_us) {
     return cg_err_set(&op->err, CG_EINVAL, "unknown ledger operation %d", (int)op->kind);
 }
 
-int ledger_apply(cg_ledger *l, ledger_op *op, int64_t now_us) {
+int ledger_apply(ledger_shard *l, ledger_op *op, int64_t now_us) {
     assert(l && op);
     switch (op->kind) {
     case OP_MEMBER_PUT: return op_member_put(l, op, now_us);

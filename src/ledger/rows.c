@@ -9,13 +9,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static member_entry *entry_for(cg_ledger *l, const char *member_id) {
+static member_entry *entry_for(ledger_shard *l, const char *member_id) {
     member_entry *e = ledger_cache_find(l->cache, member_id);
     return e ? e : ledger_cache_add(l->cache, member_id);
 }
 
 /* The member's latest version (from the cache, else the store, then cached). */
-static int member_latest(cg_ledger *l, const char *member_id, cg_member_state *out,
+static int member_latest(ledger_shard *l, const char *member_id, cg_member_state *out,
                          cg_err *err) {
     member_entry *e = ledger_cache_find(l->cache, member_id);
     if (e && e->has_state) {
@@ -43,7 +43,7 @@ static int member_latest(cg_ledger *l, const char *member_id, cg_member_state *o
     return CG_OK;
 }
 
-int lg_member_at(cg_ledger *l, const char *member_id, int64_t at_us, cg_member_state *out,
+int lg_member_at(ledger_shard *l, const char *member_id, int64_t at_us, cg_member_state *out,
                  cg_err *err) {
     cg_store *s = l->store;
     if (!l->cache) return s->ops->member_at(s, member_id, at_us, out, err);
@@ -53,7 +53,7 @@ int lg_member_at(cg_ledger *l, const char *member_id, int64_t at_us, cg_member_s
     return s->ops->member_at(s, member_id, at_us, out, err); /* an earlier version */
 }
 
-int lg_member_exists(cg_ledger *l, const char *member_id, cg_err *err) {
+int lg_member_exists(ledger_shard *l, const char *member_id, cg_err *err) {
     cg_store *s = l->store;
     cg_member_state m;
     int rc;
@@ -72,7 +72,7 @@ int lg_member_exists(cg_ledger *l, const char *member_id, cg_err *err) {
 
 /* After member_insert: a version at or after the cached latest becomes the latest (the store
  * overwrites a version at the same instant). */
-void lg_member_put_done(cg_ledger *l, const cg_member_state *row) {
+void lg_member_put_done(ledger_shard *l, const cg_member_state *row) {
     member_entry *e = ledger_cache_find(l->cache, row->member_id);
     if (!e || !e->has_state || row->effective_at_us < e->effective_at_us) return;
     memcpy(e->plan, row->plan, sizeof e->plan);
@@ -117,7 +117,7 @@ static void from_cache(cg_grant *g, const cache_grant *cg, const char *member_id
 static bool grant_open(const cg_grant *g) { return g->remaining > 0 || g->held > 0; }
 
 /* Open grants (notes left empty when they come from the cache: no caller reads them). */
-int lg_grants_open(cg_ledger *l, const char *member_id, cg_grant *out, int max, int *count,
+int lg_grants_open(ledger_shard *l, const char *member_id, cg_grant *out, int max, int *count,
                    cg_err *err) {
     member_entry *e = ledger_cache_find(l->cache, member_id);
     if (e && e->grants_known && e->grant_count <= max) {
@@ -136,7 +136,7 @@ int lg_grants_open(cg_ledger *l, const char *member_id, cg_grant *out, int max, 
     return CG_OK;
 }
 
-int lg_grant_get(cg_ledger *l, const char *member_id, const char *grant_id, cg_grant *out,
+int lg_grant_get(ledger_shard *l, const char *member_id, const char *grant_id, cg_grant *out,
                  cg_err *err) {
     member_entry *e = ledger_cache_find(l->cache, member_id);
     if (e && e->grants_known)
@@ -150,7 +150,7 @@ int lg_grant_get(cg_ledger *l, const char *member_id, const char *grant_id, cg_g
 }
 
 /* After the store wrote g: the cached list follows (opened, changed or closed). */
-static void grant_written(cg_ledger *l, const cg_grant *g) {
+static void grant_written(ledger_shard *l, const cg_grant *g) {
     member_entry *e = ledger_cache_find(l->cache, g->member_id);
     if (!e || !e->grants_known) return;
     for (int i = 0; i < e->grant_count; i++) {
@@ -164,13 +164,13 @@ static void grant_written(cg_ledger *l, const cg_grant *g) {
     else to_cache(&e->grants[e->grant_count++], g);
 }
 
-int lg_grant_insert(cg_ledger *l, const cg_grant *g, cg_err *err) {
+int lg_grant_insert(ledger_shard *l, const cg_grant *g, cg_err *err) {
     int rc = l->store->ops->grant_insert(l->store, g, err);
     if (!rc) grant_written(l, g);
     return rc;
 }
 
-int lg_grant_update(cg_ledger *l, const cg_grant *g, bool with_credits, cg_err *err) {
+int lg_grant_update(ledger_shard *l, const cg_grant *g, bool with_credits, cg_err *err) {
     cg_store *s = l->store;
     assert(!with_credits || s->ops->grant_update_credits);
     int rc = with_credits ? s->ops->grant_update_credits(s, g, err)
@@ -181,7 +181,7 @@ int lg_grant_update(cg_ledger *l, const cg_grant *g, bool with_credits, cg_err *
 
 /* ---- journal ---- */
 
-int lg_journal_last_seq(cg_ledger *l, const char *member_id, int64_t *seq, cg_err *err) {
+int lg_journal_last_seq(ledger_shard *l, const char *member_id, int64_t *seq, cg_err *err) {
     member_entry *e = ledger_cache_find(l->cache, member_id);
     if (e && e->seq_known) {
         *seq = e->journal_seq;
@@ -197,7 +197,7 @@ int lg_journal_last_seq(cg_ledger *l, const char *member_id, int64_t *seq, cg_er
     return CG_OK;
 }
 
-void lg_journal_appended(cg_ledger *l, const char *member_id, int64_t seq) {
+void lg_journal_appended(ledger_shard *l, const char *member_id, int64_t seq) {
     member_entry *e = ledger_cache_find(l->cache, member_id);
     if (!e || !e->seq_known) return;
     assert(seq == e->journal_seq + 1);

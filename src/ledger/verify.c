@@ -74,7 +74,7 @@ static int check_charge(void *ctx_, const cg_charge *c, const cg_store_sum *sum)
     return 0;
 }
 
-int ledger_verify(cg_ledger *l, cg_verify_report *out, cg_err *err) {
+int ledger_verify(ledger_shard *l, cg_verify_report *out, cg_err *err) {
     assert(l && out);
     memset(out, 0, sizeof *out);
     verify_ctx ctx = {.report = out};

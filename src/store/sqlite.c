@@ -64,6 +64,9 @@ static const char *const migrations[] = {
     " BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;",
     /* 2: a member's charges newest first (cg_ledger_charges, the My Credits page). */
     "CREATE INDEX charges_by_time ON charges (member_id, created_at_us, charge_id);",
+    /* 3: this file's place in a sharded ledger (store.h shard_mark); one row, written once. */
+    "CREATE TABLE shard (id INTEGER PRIMARY KEY CHECK (id = 0), shard_index INTEGER NOT NULL,"
+    " shard_count INTEGER NOT NULL, ledger_id TEXT NOT NULL);",
 };
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == CG_STORE_SCHEMA_VERSION,
@@ -811,6 +814,56 @@ static int sq_data_version(cg_store *store, int64_t *version, cg_err *err) {
     return CG_OK;
 }
 
+/* ---- the shard table (once, at open: statements prepared on the spot) ---- */
+
+/* Runs sql with the three shard parameters bound (when it has them); *row: a row came back. */
+static int shard_step(sqlite_store *s, const char *sql, const cg_store_shard *bind,
+                      cg_store_shard *out, bool *row, cg_err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, err, "prepare a shard table statement");
+    if (bind) {
+        sqlite3_bind_int(st, 1, bind->index);
+        sqlite3_bind_int(st, 2, bind->count);
+        sqlite3_bind_text(st, 3, bind->ledger_id, -1, SQLITE_STATIC);
+    }
+    int step = sqlite3_step(st);
+    *row = step == SQLITE_ROW;
+    if (*row && out) {
+        out->index = sqlite3_column_int(st, 0);
+        out->count = sqlite3_column_int(st, 1);
+        const unsigned char *id = sqlite3_column_text(st, 2);
+        snprintf(out->ledger_id, sizeof out->ledger_id, "%s", id ? (const char *)id : "");
+    }
+    int rc = step == SQLITE_ROW || step == SQLITE_DONE ? CG_OK
+                                                       : db_fail(s, err, "use the shard table");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_shard_mark(cg_store *store, const cg_store_shard *want, cg_store_shard *out,
+                         cg_err *err) {
+    sqlite_store *s = from(store);
+    static const char select_sql[] =
+        "SELECT shard_index, shard_count, ledger_id FROM shard WHERE id = 0";
+    bool row = false;
+    int rc = shard_step(s, select_sql, NULL, out, &row, err);
+    if (rc || row) return rc;
+    /* None yet: a file that already holds members predates shards and stays shard 0 of 1. */
+    bool used = false;
+    rc = shard_step(s, "SELECT 1 WHERE EXISTS (SELECT 1 FROM members) OR EXISTS (SELECT 1 FROM"
+                    " grants) OR EXISTS (SELECT 1 FROM charges)", NULL, NULL, &used, err);
+    cg_store_shard mark = *want;
+    if (used) mark.index = 0, mark.count = 1;
+    /* OR IGNORE: another process opening the same new file at once may have won; both then
+     * read its row. */
+    if (!rc) rc = shard_step(s, "INSERT OR IGNORE INTO shard (id, shard_index, shard_count,"
+                             " ledger_id) VALUES (0, ?1, ?2, ?3)", &mark, NULL, &row, err);
+    if (!rc) rc = shard_step(s, select_sql, NULL, out, &row, err);
+    if (!rc && !row) rc = cg_err_set(err, CG_EIO, "sqlite: the shard table stayed empty");
+    return rc;
+}
+
 /* ---- verify scans ---- */
 
 static void read_sum(sqlite3_stmt *st, int col, const char *member_id, const char *object_id,
@@ -1122,6 +1175,7 @@ static const cg_store_ops sqlite_ops = {
     .data_version = sq_data_version,
     .charges_page = sq_charges_page,
     .grant_update_credits = sq_grant_update_credits,
+    .shard_mark = sq_shard_mark,
 };
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {

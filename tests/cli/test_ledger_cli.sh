@@ -97,10 +97,11 @@ run 2 charges --member nobody
 run 0 ledger verify --json
 expect "verify ok" "$(field ok)" True
 
-# tamper with a balance: verify must notice and exit non-zero
+# tamper with a balance (in every shard file): verify must notice and exit non-zero
 python3 - "$DB" <<'EOF'
-import sqlite3, sys
-con = sqlite3.connect(sys.argv[1]); con.execute("UPDATE grants SET remaining = remaining + 1"); con.commit()
+import glob, sqlite3, sys
+for f in [sys.argv[1]] + glob.glob(sys.argv[1] + ".shard*[0-9]"):
+    con = sqlite3.connect(f); con.execute("UPDATE grants SET remaining = remaining + 1"); con.commit()
 EOF
 run 1 ledger verify
 

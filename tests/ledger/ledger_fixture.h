@@ -1,6 +1,9 @@
 /* ledger_fixture.h — a fresh ledger per test over the backend named by CG_TEST_DB
  * (unset: a new SQLite file under $TMPDIR; "sqlite:DIR" for files in DIR; a PostgreSQL
- * DSN: a new schema per test in that database, see tests/pg/), with the bundled policy and a fake clock the test moves. */
+ * DSN: a new schema per test in that database, see tests/pg/), with the bundled policy and a
+ * fake clock the test moves. CG_TEST_SHARDS sets the shard count (unset: the default, so a
+ * SQLite ledger is spread over CG_LEDGER_SHARDS_DEFAULT files and every test crosses shards
+ * whenever it uses two members). */
 #ifndef CREDITGATE_TEST_LEDGER_FIXTURE_H
 #define CREDITGATE_TEST_LEDGER_FIXTURE_H
 
@@ -62,14 +65,23 @@ static inline void fx_fresh_dsn(char *dsn, size_t dsn_bytes) {
     snprintf(dsn, dsn_bytes, "sqlite:%s", fx_path);
 }
 
+/* The file of SQLite shard i (0: fx_path itself). */
+static inline void fx_shard_file(int i, char *out, size_t out_bytes) {
+    if (i) snprintf(out, out_bytes, "%s.shard%d", fx_path, i);
+    else snprintf(out, out_bytes, "%s", fx_path);
+}
+
 static inline void fx_remove_files(void) {
     if (!fx_path[0]) return;
-    char p[600];
-    unlink(fx_path);
-    snprintf(p, sizeof p, "%s-wal", fx_path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", fx_path);
-    unlink(p);
+    for (int i = 0; i < CG_LEDGER_SHARDS_MAX; i++) {
+        char file[560], p[600];
+        fx_shard_file(i, file, sizeof file);
+        unlink(file);
+        snprintf(p, sizeof p, "%s-wal", file);
+        unlink(p);
+        snprintf(p, sizeof p, "%s-shm", file);
+        unlink(p);
+    }
     fx_path[0] = 0;
 }
 
@@ -79,6 +91,7 @@ static inline void fx_config(cg_ledger_config *c, bool group_commit) {
     c->group_commit = group_commit;
     c->clock_us = fx_clock;
     c->sweep_interval_us = 0; /* sweep on every batch: tests see expiry at once */
+    c->shards = getenv("CG_TEST_SHARDS") ? atoi(getenv("CG_TEST_SHARDS")) : 0;
 }
 
 static inline int fx_open_mode(void **state, bool group_commit) {
