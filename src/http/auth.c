@@ -108,6 +108,7 @@ static int key_check(const keyring *ring, const char *key, principal *out) {
     }
     if (found < 0) return -1;
     out->role = ring->keys[found].role;
+    out->expires_at_us = INT64_MAX; /* until the keys file changes (snapshot generation) */
     snprintf(out->name, sizeof out->name, "%s", ring->keys[found].name);
     return 0;
 }
@@ -161,6 +162,7 @@ static int token_check(const keyring *ring, const char *token, int64_t now_us, p
     if (now_us >= expires_at_us) return -2;
     *bar = '\0';
     out->role = ROLE_MEMBER;
+    out->expires_at_us = expires_at_us;
     memcpy(out->member_id, payload, (size_t)(bar - payload) + 1); /* length checked above */
     snprintf(out->name, sizeof out->name, "member-token");
     return 0;

@@ -6,6 +6,7 @@
 #define CREDITGATE_HTTP_INTERNAL_H
 
 #include <jansson.h>
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -17,8 +18,6 @@
 #include "creditgate/ledger.h"
 #include "creditgate/policy.h"
 
-struct MHD_Daemon;
-struct MHD_Connection;
 
 /* ---- auth --------------------------------------------------------------------------------- */
 
@@ -40,6 +39,7 @@ typedef struct principal {
     role role;
     char name[CG_HTTP_KEY_NAME_BYTES_MAX];     /* key name, never the key */
     char member_id[CG_HTTP_ID_BYTES_MAX];      /* for ROLE_MEMBER */
+    int64_t expires_at_us;                     /* a member token's expiry; INT64_MAX for keys */
 } principal;
 
 int keyring_load(keyring *ring, const char *keys_path, const char *secret_path, cg_err *err);
@@ -62,6 +62,7 @@ typedef struct file_stamp {
 
 typedef struct snapshot {
     atomic_int refs;
+    uint64_t generation;  /* random, never 0: tells one snapshot's keys from the next */
     cg_policy_set set;
     cg_engine engine;
     int32_t utc_offset_s; /* of the newest version: how `at` dates without offset are read */
@@ -97,6 +98,7 @@ typedef struct metrics {
     atomic_uint_fast64_t latency_sum_us[ROUTES_MAX + 1];
     atomic_int_fast64_t holds_outstanding;
     atomic_uint_fast64_t reloads_ok, reloads_failed;
+    atomic_uint_fast64_t deadline_cuts; /* connections cut at their total request deadline */
     pthread_mutex_t lock; /* guards the labelled tables */
     labelled decisions[LABELLED_MAX];
     int decision_count;
@@ -115,6 +117,38 @@ void metrics_charge(metrics *m, const char *model, int64_t credits);
 /* Renders the Prometheus text exposition; caller frees. */
 char *metrics_render(metrics *m, const char *const *route_names, int route_count,
                      const char *policy_label);
+
+/* ---- per connection (conn.c) --------------------------------------------------------------- */
+
+/* "Bearer " and the longest member token: longer Authorization headers are never cached. */
+#define AUTH_CACHE_BYTES_MAX (CG_HTTP_TOKEN_BYTES_MAX + 16)
+
+typedef struct conn_state {
+    struct conn_state *prev, *next; /* the server's list, under conns_lock */
+    int fd;
+    /* The next request must have arrived whole (headers and body) by then; 0 while a handler
+       runs. Written by the connection's thread, read by the watchdog. */
+    _Atomic int64_t deadline_at_us;
+    /* The last credential this connection proved; only the connection's own thread. */
+    uint64_t auth_generation; /* snapshot.generation it was checked under; 0: none */
+    size_t auth_bytes;
+    char auth_text[AUTH_CACHE_BYTES_MAX];
+    principal auth_who;
+} conn_state;
+
+struct cg_http_server;
+int conns_init(struct cg_http_server *srv);
+int conns_watch_start(struct cg_http_server *srv);
+void conns_free(struct cg_http_server *srv); /* after MHD_stop_daemon */
+void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                 enum MHD_ConnectionNotificationCode code);
+conn_state *conn_of(struct MHD_Connection *conn);
+void conn_request_whole(conn_state *cs);                           /* the handler starts */
+void conn_request_done(struct cg_http_server *srv, conn_state *cs); /* the next one's clock */
+bool conn_auth_cached(const conn_state *cs, const snapshot *snap, const char *authz,
+                      int64_t now_us, principal *who);
+void conn_auth_remember(conn_state *cs, const snapshot *snap, const char *authz,
+                        const principal *who);
 
 /* ---- the server --------------------------------------------------------------------------- */
 
@@ -140,6 +174,14 @@ struct cg_http_server {
     atomic_bool draining;
     atomic_bool ledger_failed; /* a write could not be made durable (CG_EIO): /readyz says 503 */
     metrics metrics;
+    /* Open connections and the watchdog that enforces their deadlines (conn.c). */
+    pthread_mutex_t conns_lock;
+    conn_state *conns;
+    bool conns_ready;
+    pthread_mutex_t watch_lock;
+    pthread_cond_t watch_cond;
+    pthread_t watch_thread;
+    bool watch_stop, watch_running;
 };
 
 /* ---- one request -------------------------------------------------------------------------- */
@@ -149,6 +191,7 @@ struct cg_http_server {
 typedef struct req {
     cg_http_server *srv;
     struct MHD_Connection *conn;
+    conn_state *cs;                 /* NULL only if the connection's state could not be made */
     int route;                      /* index in the route table, -1 when none */
     char params[PARAMS_MAX][CG_HTTP_ID_BYTES_MAX];
     char *body;

@@ -179,6 +179,11 @@ char *metrics_render(metrics *m, const char *const *route_names, int route_count
             "creditgate_policy_reloads_total{result=\"ok\"} %" PRIu64 "\n"
             "creditgate_policy_reloads_total{result=\"failed\"} %" PRIu64 "\n",
         (uint64_t)atomic_load(&m->reloads_ok), (uint64_t)atomic_load(&m->reloads_failed));
+    put(&o, "# HELP creditgate_http_request_deadline_cuts_total Connections cut because a request "
+            "had not arrived whole within timeout_s (slow or dribbling clients).\n"
+            "# TYPE creditgate_http_request_deadline_cuts_total counter\n"
+            "creditgate_http_request_deadline_cuts_total %" PRIu64 "\n",
+        (uint64_t)atomic_load(&m->deadline_cuts));
     put(&o, "# HELP creditgate_policy_info The policy versions in force.\n"
             "# TYPE creditgate_policy_info gauge\ncreditgate_policy_info{versions=\"%s\"} 1\n",
         policy_label);

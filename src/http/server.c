@@ -307,8 +307,13 @@ static int authorize(req *r, const route *rt) {
     cg_err err;
     cg_err_clear(&err);
     const char *authz = header_value(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (keyring_authenticate(&r->snap->keys, authz, cg_time_now_us(), &r->who, &err))
-        return fail(r, 401, "unauthorized", "", "%s", err.msg);
+    /* A keep-alive connection (a service's pool, a proxy's upstream) sends the same header on
+       every request: hashing the key each time cost more than the decision (conn.c). */
+    if (!conn_auth_cached(r->cs, r->snap, authz, r->started_at_us, &r->who)) {
+        if (keyring_authenticate(&r->snap->keys, authz, cg_time_now_us(), &r->who, &err))
+            return fail(r, 401, "unauthorized", "", "%s", err.msg);
+        conn_auth_remember(r->cs, r->snap, authz, &r->who);
+    }
     if (r->who.role == ROLE_ADMIN) return 0;
     if (rt->auth == AUTH_ADMIN)
         return fail(r, 403, "forbidden", "", "this call needs an admin key");
@@ -408,6 +413,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!r) return MHD_NO;
         r->srv = srv;
         r->conn = conn;
+        r->cs = conn_of(conn);
         r->started_at_us = cg_time_now_us();
         request_id_format(atomic_fetch_add(&srv->request_seq, 1) + 1, r->request_id);
         atomic_fetch_add(&srv->inflight, 1);
@@ -415,7 +421,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         copy_bounded(r->path, sizeof r->path, url); /* for the access log of every answer */
         copy_bounded(r->method, sizeof r->method, method);
         r->snap = snapshot_acquire(srv); /* released in on_completed */
-        if (web_static_match(url)) return web_static_serve(r, method, url);
+        if (web_static_match(url)) {
+            conn_request_whole(r->cs); /* a GET: nothing more to arrive */
+            return web_static_serve(r, method, url);
+        }
         if (request_begin(r, method, url)) return send_response(r);
         return MHD_YES;
     }
@@ -428,6 +437,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    conn_request_whole(r->cs); /* all of it arrived in time: the handler may take its time */
     if (r->body_too_large)
         fail(r, 413, "too_large", "", "body larger than %" PRId64 " bytes",
              srv->config.body_bytes_max);
@@ -471,9 +481,9 @@ static void access_log(cg_http_server *srv, req *r, const char *method, const ch
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)toe;
-    (void)conn;
     cg_http_server *srv = cls;
     req *r = *con_cls;
+    conn_request_done(srv, r ? r->cs : conn_of(conn)); /* the next request's clock starts */
     if (!r) return;
     int64_t latency_us = cg_time_now_us() - r->started_at_us;
     metrics_request(&srv->metrics, r->route, r->answered ? r->status : 0, latency_us);
@@ -590,6 +600,7 @@ static int start_daemon(cg_http_server *srv, cg_err *err) {
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->header_bytes_max,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, conn_notify, srv,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
         MHD_OPTION_END);
@@ -630,7 +641,10 @@ int cg_http_server_start(const cg_http_config *config, cg_http_server **out, cg_
                                            "without a member token is refused\"");
     if (!rc && read_openapi(srv))
         cg_http_server_log(srv, "warning", "\"message\":\"openapi document not found\"");
+    if (!rc) rc = conns_init(srv);
     if (!rc) rc = start_daemon(srv, err);
+    if (!rc && conns_watch_start(srv))
+        rc = cg_err_set(err, CG_ENOMEM, "cannot start the request deadline watchdog");
     if (rc) {
         cg_http_server_stop(srv);
         return rc;
@@ -725,6 +739,7 @@ static void drain(cg_http_server *srv) {
 void cg_http_server_stop(cg_http_server *srv) {
     if (!srv) return;
     if (srv->daemon) drain(srv);
+    conns_free(srv); /* every connection is closed: stop the watchdog */
     cg_ledger_close(srv->ledger); /* applies and commits everything acknowledged */
     srv->ledger = NULL;
     if (srv->snap) cg_http_server_log(srv, "stopped", NULL); /* only a server that started */

@@ -60,6 +60,9 @@ int snapshot_load(const cg_http_config *config, const snapshot *prev, snapshot *
         if (n < 0) break;
         used += (size_t)n;
     }
+    /* random rather than counted, so no counter outlives a server; 0 means "none" in caches */
+    do randombytes_buf(&snap->generation, sizeof snap->generation);
+    while (snap->generation == 0);
     atomic_init(&snap->refs, 1);
     *out = snap;
     return CG_OK;

@@ -1,6 +1,7 @@
 /* test_http_limits.c — limits that need a server of their own: the connection cap, the
- * request timeout for a client that stalls, a server without a ledger (503 on money calls),
- * and ledger limits surfacing as 422. Each test starts an in-process server on a free port. */
+ * request timeout for a client that stalls or dribbles, a server without a ledger (503 on
+ * money calls), ledger limits surfacing as 422, and the per-connection credential cache.
+ * Each test starts an in-process server on a free port. */
 #include "testlib.h"
 
 #include <poll.h>
@@ -193,6 +194,125 @@ static void test_drain_finishes_in_flight_and_reports_unready(void **state) {
     close(idle);
 }
 
+/* Milliseconds on the monotonic clock. */
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A client dribbling one header byte every 100 ms resets libmicrohttpd's idle timeout each
+ * time; the total deadline (timeout_s from the connection's start) still cuts it. */
+static void test_dribbling_request_cut_at_deadline(void **state) {
+    (void)state;
+    cg_http_server *srv = start(1, 100, false);
+    int fd = tc_connect(cg_http_server_port(srv));
+    assert_true(fd >= 0);
+    int64_t start_ms = now_ms();
+    const char *head = "GET /healthz HTTP/1.1\r\nX-Slow: ";
+    assert_true(tc_write_all(fd, head, strlen(head)));
+    int64_t cut_ms = -1;
+    for (int i = 0; i < 40 && cut_ms < 0; i++) { /* up to 4 s */
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1) cut_ms = now_ms() - start_ms; /* the server's end: EOF */
+        else if (send(fd, "a", 1, MSG_NOSIGNAL) != 1) cut_ms = now_ms() - start_ms;
+    }
+    assert_true(cut_ms >= 800);  /* not before its deadline (1 s, less the clock's slack) */
+    assert_true(cut_ms > 0 && cut_ms <= 2500); /* and not long after it */
+    close(fd);
+    tc_response r = tc_request(cg_http_server_port(srv), "GET", "/metrics", NULL, NULL, NULL);
+    assert_non_null(r.body);
+    assert_non_null(strstr(r.body, "creditgate_http_request_deadline_cuts_total 1\n"));
+    tc_free(&r);
+    cg_http_server_stop(srv);
+}
+
+/* One request on a kept-alive connection; returns the status (-1 when the connection failed). */
+static int keep_alive_call(int fd, const char *method, const char *path, const char *auth,
+                           const char *body) {
+    char req_text[2048], buf[8192];
+    size_t body_bytes = body ? strlen(body) : 0;
+    int n = snprintf(req_text, sizeof req_text,
+                     "%s %s HTTP/1.1\r\nHost: x\r\n%s%s%sContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     method, path, auth ? "Authorization: Bearer " : "", auth ? auth : "",
+                     auth ? "\r\n" : "", body_bytes, body ? body : "");
+    if (n < 0 || (size_t)n >= sizeof req_text || !tc_write_all(fd, req_text, (size_t)n)) return -1;
+    size_t len = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    while (len + 1 < sizeof buf && poll(&p, 1, 5000) == 1) {
+        ssize_t got = recv(fd, buf + len, sizeof buf - len - 1, 0);
+        if (got <= 0) return -1;
+        len += (size_t)got;
+        buf[len] = '\0';
+        const char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "Content-Length:");
+        if (end && cl && len >= (size_t)(end + 4 - buf) + strtoul(cl + 15, NULL, 10)) break;
+    }
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) return -1;
+    return status;
+}
+
+/* The deadline restarts after every answer: a kept-alive connection may send request after
+ * request for longer than timeout_s in all. */
+static void test_keep_alive_requests_each_get_their_deadline(void **state) {
+    (void)state;
+    cg_http_server *srv = start(1, 100, false);
+    int fd = tc_connect(cg_http_server_port(srv));
+    assert_true(fd >= 0);
+    for (int i = 0; i < 4; i++) { /* 4 x 0.6 s: past the 1 s deadline of the first request */
+        assert_int_equal(keep_alive_call(fd, "GET", "/healthz", NULL, NULL), 200);
+        usleep(600000);
+    }
+    close(fd);
+    cg_http_server_stop(srv);
+}
+
+/* A connection remembers the credential it proved, but a different one — even one of the same
+ * length — is checked in full, and a reload that drops the key refuses it on the same
+ * connection at once. */
+static void test_connection_credential_cache_is_exact_and_reloaded(void **state) {
+    (void)state;
+    cg_http_server *srv = start(30, 100, false);
+    int fd = tc_connect(cg_http_server_port(srv));
+    assert_true(fd >= 0);
+    const char *quote = "{\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\"},"
+                        "\"model\":\"sora\"}";
+    char wrong[128];
+    snprintf(wrong, sizeof wrong, "%s", service);
+    wrong[strlen(wrong) - 1] = wrong[strlen(wrong) - 1] == 'A' ? 'B' : 'A'; /* same length */
+    unsigned port = cg_http_server_port(srv);
+    /* a refusal before the body is read closes the connection, so each one needs a new one */
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", service, quote), 200);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", wrong, quote), 401);
+    close(fd);
+    fd = tc_connect(port);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", service, quote), 200);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", NULL, quote), 401);
+    close(fd);
+    fd = tc_connect(port);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", service, quote), 200);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/members/m/grants", service, "{}"), 403);
+    close(fd);
+    fd = tc_connect(port);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", service, quote), 200);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", service, quote), 200);
+    /* the keys file loses every key; a reload reads it */
+    char path[512];
+    snprintf(path, sizeof path, "%s/keys", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("# no keys\n", f);
+    fclose(f);
+    cg_err err = {0};
+    assert_cg_ok(cg_http_server_reload(srv, &err), err);
+    assert_int_equal(keep_alive_call(fd, "POST", "/v1/quote", service, quote), 401);
+    close(fd);
+    cg_http_server_stop(srv);
+    tc_keys(dir, admin, service, sizeof admin); /* for the tests after this one */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stalled_request_times_out),
@@ -200,6 +320,9 @@ int main(void) {
         cmocka_unit_test(test_without_ledger_money_calls_are_503),
         cmocka_unit_test(test_grant_idempotent_and_open_grant_limit_422),
         cmocka_unit_test(test_drain_finishes_in_flight_and_reports_unready),
+        cmocka_unit_test(test_dribbling_request_cut_at_deadline),
+        cmocka_unit_test(test_keep_alive_requests_each_get_their_deadline),
+        cmocka_unit_test(test_connection_credential_cache_is_exact_and_reloaded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
