@@ -195,8 +195,9 @@ int body_parse(req *r, const field_spec *spec, json_t **out) {
     }
     int status = check_object(r, spec, root, "");
     for (const field_spec *f = spec; !status && f->name; f++) {
+        if (f->type != F_OBJ) continue; /* before the lookup: each one hashes the name */
         json_t *sub = json_object_get(root, f->name);
-        if (f->type != F_OBJ || !json_is_object(sub)) continue;
+        if (!json_is_object(sub)) continue;
         assert(f->sub);
         for (const field_spec *g = f->sub; g->name; g++) assert(g->type != F_OBJ);
         status = check_object(r, f->sub, sub, f->name);

@@ -88,8 +88,8 @@ void stamps_take(const cg_http_config *config, file_stamp *out);
 #define LABELLED_MAX 1024 /* distinct (model, benefit, outcome) series kept */
 
 typedef struct labelled {
-    char key[160];         /* rendered label set */
-    uint64_t value;
+    char key[160];                /* rendered label set; written once, before count covers it */
+    atomic_uint_fast64_t value;
 } labelled;
 
 typedef struct metrics {
@@ -99,13 +99,15 @@ typedef struct metrics {
     atomic_int_fast64_t holds_outstanding;
     atomic_uint_fast64_t reloads_ok, reloads_failed;
     atomic_uint_fast64_t deadline_cuts; /* connections cut at their total request deadline */
-    pthread_mutex_t lock; /* guards the labelled tables */
+    /* The labelled tables only grow: a series, once counted, keeps its slot. Counting an
+       existing series is lock-free (scan up to count, atomic add); lock serialises adding one. */
+    pthread_mutex_t lock;
     labelled decisions[LABELLED_MAX];
-    int decision_count;
+    atomic_int decision_count;
     labelled charges[LABELLED_MAX];
-    int charge_count;
+    atomic_int charge_count;
     labelled credits[LABELLED_MAX];
-    int credit_count;
+    atomic_int credit_count;
 } metrics;
 
 void metrics_init(metrics *m);

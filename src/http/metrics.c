@@ -1,6 +1,7 @@
 /* metrics.c — the server's Prometheus counters and their text rendering for GET /metrics.
  * Request counters are lock-free atomics on fixed arrays (route × status); the labelled series
- * (decisions, charges, credits by model) live in small bounded tables under one mutex. */
+ * (decisions, charges, credits by model) live in small bounded tables that only grow: counting
+ * is lock-free, and only a new series takes the mutex. */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -42,41 +43,62 @@ void metrics_request(metrics *m, int route, int status, int64_t latency_us) {
                               memory_order_relaxed);
 }
 
+/* The series named key, or -1. Lock-free: slots below count are complete (release/acquire). */
+static int labelled_find(labelled *table, atomic_int *count, const char *key) {
+    int n = atomic_load_explicit(count, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(table[i].key, key)) return i;
+    return -1;
+}
+
 /* Adds delta to the series named key; beyond LABELLED_MAX series the rest go to "other" so a
- * flood of odd names cannot grow memory. Caller holds m->lock. */
-static void labelled_add(labelled *table, int *count, const char *key, uint64_t delta) {
-    for (int i = 0; i < *count; i++)
-        if (!strcmp(table[i].key, key)) {
-            table[i].value += delta;
-            return;
+ * flood of odd names cannot grow memory. Only adding a new series takes m->lock. */
+static void labelled_add(metrics *m, labelled *table, atomic_int *count, const char *key,
+                         uint64_t delta) {
+    int i = labelled_find(table, count, key);
+    if (i < 0) {
+        pthread_mutex_lock(&m->lock);
+        i = labelled_find(table, count, key); /* another thread may have just added it */
+        int n = atomic_load_explicit(count, memory_order_relaxed);
+        if (i < 0 && n < LABELLED_MAX - 1) {
+            snprintf(table[n].key, sizeof table[n].key, "%s", key);
+            atomic_store_explicit(&table[n].value, 0, memory_order_relaxed);
+            atomic_store_explicit(count, n + 1, memory_order_release);
+            i = n;
+        } else if (i < 0) {
+            i = LABELLED_MAX - 1; /* "other": named once, never listed in count */
+            if (!table[i].key[0]) snprintf(table[i].key, sizeof table[i].key, "model=\"other\"");
         }
-    if (*count >= LABELLED_MAX - 1) {
-        labelled *other = &table[LABELLED_MAX - 1];
-        snprintf(other->key, sizeof other->key, "model=\"other\"");
-        other->value += delta;
-        return;
+        pthread_mutex_unlock(&m->lock);
     }
-    snprintf(table[*count].key, sizeof table[*count].key, "%s", key);
-    table[*count].value = delta;
-    (*count)++;
+    assert(i >= 0 && i < LABELLED_MAX);
+    atomic_fetch_add_explicit(&table[i].value, delta, memory_order_relaxed);
+}
+
+/* The label set, built without snprintf: this runs for every decided item. */
+static void label_put(char **at, const char *end, const char *text) {
+    size_t len = strnlen(text, (size_t)(end - *at));
+    memcpy(*at, text, len);
+    *at += len;
 }
 
 void metrics_decision(metrics *m, const char *model, const char *benefit, bool unlimited) {
     char key[160];
-    snprintf(key, sizeof key, "model=\"%s\",benefit=\"%s\",outcome=\"%s\"", model,
-             benefit ? benefit : "", unlimited ? "unlimited" : "charged");
-    pthread_mutex_lock(&m->lock);
-    labelled_add(m->decisions, &m->decision_count, key, 1);
-    pthread_mutex_unlock(&m->lock);
+    char *at = key, *end = key + sizeof key - 1;
+    label_put(&at, end, "model=\"");
+    label_put(&at, end, model);
+    label_put(&at, end, "\",benefit=\"");
+    label_put(&at, end, benefit ? benefit : "");
+    label_put(&at, end, unlimited ? "\",outcome=\"unlimited\"" : "\",outcome=\"charged\"");
+    *at = '\0';
+    labelled_add(m, m->decisions, &m->decision_count, key, 1);
 }
 
 void metrics_charge(metrics *m, const char *model, int64_t credits) {
     char key[160];
     snprintf(key, sizeof key, "model=\"%s\"", model);
-    pthread_mutex_lock(&m->lock);
-    labelled_add(m->charges, &m->charge_count, key, 1);
-    labelled_add(m->credits, &m->credit_count, key, (uint64_t)(credits > 0 ? credits : 0));
-    pthread_mutex_unlock(&m->lock);
+    labelled_add(m, m->charges, &m->charge_count, key, 1);
+    labelled_add(m, m->credits, &m->credit_count, key, (uint64_t)(credits > 0 ? credits : 0));
 }
 
 typedef struct out {
@@ -146,10 +168,16 @@ static void render_latency(out *o, metrics *m, const char *const *names, int cou
     }
 }
 
-static void render_labelled(out *o, const char *name, const char *help, const labelled *table,
-                            int count) {
+static void render_labelled(out *o, const char *name, const char *help, labelled *table,
+                            atomic_int *count) {
     put(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (int i = 0; i < count; i++) put(o, "%s{%s} %" PRIu64 "\n", name, table[i].key, table[i].value);
+    int n = atomic_load_explicit(count, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        put(o, "%s{%s} %" PRIu64 "\n", name, table[i].key,
+            (uint64_t)atomic_load_explicit(&table[i].value, memory_order_relaxed));
+    labelled *other = &table[LABELLED_MAX - 1];
+    uint64_t other_value = atomic_load_explicit(&other->value, memory_order_relaxed);
+    if (other_value) put(o, "%s{%s} %" PRIu64 "\n", name, other->key, other_value);
 }
 
 char *metrics_render(metrics *m, const char *const *route_names, int route_count,
@@ -160,15 +188,15 @@ char *metrics_render(metrics *m, const char *const *route_names, int route_count
     o.buf[0] = '\0';
     render_requests(&o, m, route_names, route_count);
     render_latency(&o, m, route_names, route_count);
-    pthread_mutex_lock(&m->lock);
+    pthread_mutex_lock(&m->lock); /* the "other" slots' names are written under it */
     render_labelled(&o, "creditgate_decisions_total",
                     "Decided items (quotes and charges) by model, benefit and outcome.",
-                    m->decisions, m->decision_count);
+                    m->decisions, &m->decision_count);
     render_labelled(&o, "creditgate_charges_total", "Charges created by generation model.",
-                    m->charges, m->charge_count);
+                    m->charges, &m->charge_count);
     render_labelled(&o, "creditgate_charged_credits_total",
                     "Credits held by new charges, by generation model.", m->credits,
-                    m->credit_count);
+                    &m->credit_count);
     pthread_mutex_unlock(&m->lock);
     put(&o, "# HELP creditgate_holds_outstanding Holds opened and not yet captured or released "
             "through this process.\n# TYPE creditgate_holds_outstanding gauge\n"
