@@ -171,6 +171,89 @@ static void test_concurrent_charges_spend_exactly_the_balance(void **state) {
 
 static void test_concurrent_charges_naive_mode(void **state) { run_race(*state); }
 
+/* ---- refusals in the middle of a batch: the ops around them apply exactly once ---- */
+
+#define MIXED_THREADS 8
+#define MIXED_ROUNDS 30
+
+typedef struct mixed {
+    cg_ledger *ledger;
+    int thread;
+    char ids[MIXED_ROUNDS][CG_OBJECT_ID_BYTES_MAX];
+    int failures;
+} mixed;
+
+/* Each round: a charge that succeeds on the thread's own member, then one refused for want of
+ * credits on a shared empty member — so batches mix successes and refusals. */
+static void *mixed_main(void *arg) {
+    mixed *m = arg;
+    char member[16];
+    snprintf(member, sizeof member, "rich-%d", m->thread);
+    for (int i = 0; i < MIXED_ROUNDS; i++) {
+        char key[32], poor_key[32];
+        snprintf(key, sizeof key, "ok-%d-%d", m->thread, i);
+        snprintf(poor_key, sizeof poor_key, "no-%d-%d", m->thread, i);
+        cg_charge_input ok = {.member_id = member, .idempotency_key = key,
+                              .model = "midjourney"};
+        cg_charge_input no = {.member_id = "poor", .idempotency_key = poor_key,
+                              .model = "midjourney"};
+        cg_charge *c = malloc(sizeof *c);
+        cg_err err;
+        if (cg_ledger_charge(m->ledger, &ok, c, NULL, &err) != CG_OK) m->failures++;
+        else snprintf(m->ids[i], sizeof m->ids[i], "%s", c->charge_id);
+        if (cg_ledger_charge(m->ledger, &no, c, NULL, &err) != CG_EINSUFFICIENT) m->failures++;
+        free(c);
+    }
+    return NULL;
+}
+
+static void test_refusals_amid_a_batch_leave_the_rest_applied_once(void **state) {
+    cg_ledger *l = *state;
+    put_member(l, "poor", "free", "monthly", T0 - DAY_US, 0);
+    for (int t = 0; t < MIXED_THREADS; t++) {
+        char member[16];
+        snprintf(member, sizeof member, "rich-%d", t);
+        put_member(l, member, "free", "monthly", T0 - DAY_US, 0);
+        grant_simple(l, member, 10 * MIXED_ROUNDS);
+    }
+    pthread_t th[MIXED_THREADS];
+    static mixed m[MIXED_THREADS];
+    for (int t = 0; t < MIXED_THREADS; t++) {
+        memset(&m[t], 0, sizeof m[t]);
+        m[t].ledger = l;
+        m[t].thread = t;
+        assert_int_equal(pthread_create(&th[t], NULL, mixed_main, &m[t]), 0);
+    }
+    for (int t = 0; t < MIXED_THREADS; t++) pthread_join(th[t], NULL);
+    cg_charge *c = malloc(sizeof *c);
+    for (int t = 0; t < MIXED_THREADS; t++) {
+        assert_int_equal(m[t].failures, 0);
+        char member[16];
+        snprintf(member, sizeof member, "rich-%d", t);
+        cg_balance *b = balance_of(l, member);
+        assert_int_equal(b->available, 0); /* every charge held once: all credits held */
+        assert_int_equal(b->held, 10 * MIXED_ROUNDS);
+        for (int i = 0; i < MIXED_ROUNDS; i++) { /* the id each caller was told is the one kept */
+            cg_err err = {0};
+            assert_cg_ok(cg_ledger_charge_get(l, member, m[t].ids[i], c, &err), err);
+            assert_int_equal(c->held, 10);
+            char key[32];
+            snprintf(key, sizeof key, "ok-%d-%d", t, i);
+            cg_charge_input again = {.member_id = member, .idempotency_key = key,
+                                     .model = "midjourney"};
+            bool replayed = false;
+            assert_cg_ok(cg_ledger_charge(l, &again, c, &replayed, &err), err);
+            assert_true(replayed);
+            assert_string_equal(c->charge_id, m[t].ids[i]);
+        }
+    }
+    free(c);
+    cg_balance *poor = balance_of(l, "poor");
+    assert_int_equal(poor->available, 0);
+    assert_int_equal(poor->held, 0);
+    assert_verify_clean(l);
+}
+
 /* ---- durability and verify ---- */
 
 static void test_committed_state_survives_reopen(void **state) {
@@ -259,6 +342,7 @@ static void test_journal_refuses_edits(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_charge_replay_returns_same_charge_once, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_amid_a_batch_leave_the_rest_applied_once, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_same_key_other_request_conflicts, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_capture_replay_has_no_second_effect, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_grant_replay_adds_credits_once, fx_setup, fx_teardown),
