@@ -3,6 +3,9 @@
 #   scripts/pg.sh start        initdb in a new temp dir, start on 127.0.0.1 on a free port,
 #                              createdb creditgate; prints "DIR DSN" on one line
 #   scripts/pg.sh stop DIR     stops that cluster and removes DIR
+#   scripts/pg.sh halt DIR     stops it at once (pg_ctl -m immediate: a crash), keeping DIR
+#   scripts/pg.sh resume DIR   starts a halted cluster again, same port and settings
+#   scripts/pg.sh pids DIR     the postmaster's pid and its children's (to SIGSTOP a "hung" server)
 # As root the server runs as the `postgres` user (initdb refuses root). Extra server settings:
 # PG_OPTS="-c fsync=off ..." (the bench keeps the defaults: fsync on, synchronous_commit on).
 set -euo pipefail
@@ -38,8 +41,8 @@ start() {
   # A port taken between the probe and the start makes pg_ctl fail: try a few.
   for _ in 1 2 3 4 5; do
     port=$(free_port)
-    if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 ${PG_OPTS:-}" \
+    echo "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 ${PG_OPTS:-}" >"$dir/opts"
+    if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/opts")" \
         start >/dev/null 2>&1; then
       as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres creditgate
       echo "$port" >"$dir/port"
@@ -58,8 +61,28 @@ stop() {
   rm -rf "$dir"
 }
 
+halt() {
+  local dir=$1
+  [ -d "$dir/data" ] || { echo "pg.sh: no cluster in $dir" >&2; exit 1; }
+  as_pg "$(bindir)/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+}
+
+resume() {
+  local dir=$1
+  [ -f "$dir/opts" ] || { echo "pg.sh: no cluster in $dir" >&2; exit 1; }
+  as_pg "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -o "$(cat "$dir/opts")" \
+    start >/dev/null
+}
+
+pids() {
+  local dir=$1 pm
+  pm=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null) || { echo "pg.sh: $dir is not running" >&2; exit 1; }
+  echo "$pm" $(cat "/proc/$pm/task/$pm/children" 2>/dev/null)
+}
+
 case "${1:-}" in
   start) start ;;
-  stop) [ $# -eq 2 ] || { echo "usage: pg.sh stop DIR" >&2; exit 2; }; stop "$2" ;;
-  *) echo "usage: pg.sh start | pg.sh stop DIR" >&2; exit 2 ;;
+  stop|halt|resume|pids)
+    [ $# -eq 2 ] || { echo "usage: pg.sh $1 DIR" >&2; exit 2; }; "$1" "$2" ;;
+  *) echo "usage: pg.sh start | pg.sh stop|halt|resume|pids DIR" >&2; exit 2 ;;
 esac

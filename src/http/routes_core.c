@@ -35,9 +35,25 @@ int h_healthz(req *r) {
     return reply(r, 200, body);
 }
 
+/* Whether the ledger's storage answers now: a read through the ledger (an unknown member is an
+ * answer) fails with CG_EUNAVAILABLE while PostgreSQL is down or unreachable (src/store/pg.c
+ * bounds the wait), so /readyz takes the instance out of rotation until the store is back. */
+static bool ledger_answers(req *r) {
+    cg_ledger *ledger = ledger_enter(r);
+    if (!ledger) return false;
+    cg_member_state member;
+    cg_err err;
+    cg_err_clear(&err);
+    int rc = cg_ledger_member_get(ledger, "readyz-probe", 0, &member, &err);
+    ledger_leave(r);
+    return rc == CG_OK || rc == CG_ENOTFOUND;
+}
+
 int h_readyz(req *r) {
     bool draining = atomic_load(&r->srv->draining);
-    bool ledger_ok = !r->srv->config.db_path[0] || (r->srv->ledger && !atomic_load(&r->srv->ledger_failed));
+    bool ledger_ok = !r->srv->config.db_path[0] ||
+                     (r->srv->ledger && !atomic_load(&r->srv->ledger_failed) && !draining &&
+                      ledger_answers(r));
     char label[CG_POLICY_VERSIONS_MAX * 8];
     cg_http_server_policy_label(r->srv, label, sizeof label);
     json_t *body = json_pack("{s:s,s:s,s:b}", "status", draining || !ledger_ok ? "unavailable" : "ready",

@@ -13,21 +13,43 @@
  * Schema migrations are versioned (table creditgate_schema) and applied on open under a
  * session advisory lock, so servers starting together do not race. A DSN parameter
  * `cg_schema=NAME` (stripped before libpq sees the DSN) puts the tables in schema NAME — the
- * tests use it for a clean database per test. */
+ * tests use it for a clean database per test.
+ *
+ * A slow or dead server must cost a caller a bounded wait, never a hung writer thread (issue 7):
+ * every answer is awaited at most `cg_wait_ms` (DSN parameter, default PG_WAIT_MS_DEFAULT) with
+ * poll(), the server gives up on locks a little earlier (lock_timeout), connecting is bounded by
+ * connect_timeout and TCP keepalives. A connection that timed out or broke is dropped; every call
+ * then fails at once with CG_EUNAVAILABLE (503, retry with the same key) and the next `begin`
+ * reconnects — at most once per PG_RECONNECT_BACKOFF_MS — so the ledger recovers by itself when
+ * PostgreSQL is back (tests/pg/test_pg_outage.c). */
 #include "creditgate/store.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PG_PARAMS_MAX 24
 #define PG_PENDING_MAX 4096          /* unwaited statements before a forced drain */
 #define PG_SCHEMA_BYTES_MAX 64
 #define PG_MIGRATION_LOCK_KEY INT64_C(7301986442) /* pg_advisory_lock key of the migrations */
+/* Waits. A caller's request waits for at most one batch's stuck round trip or reconnect plus its
+ * own, so these bound a 503's latency when PostgreSQL is slow or gone. */
+#define PG_WAIT_MS_DEFAULT 2000      /* longest wait for one answer before dropping the connection */
+#define PG_WAIT_MS_MIN 100
+#define PG_WAIT_MS_MAX 600000
+#define PG_SCAN_WAIT_MS 600000       /* verify's scans sort whole tables before their first row */
+#define PG_OPEN_WAIT_MS 60000        /* migrations wait for another server's migration lock */
+#define PG_RECONNECT_BACKOFF_MS 500  /* between reconnect attempts: a dead server costs one
+                                      * connect per interval, callers in between fail at once */
+#define PG_CONNECT_TIMEOUT_S "2"     /* libpq's minimum */
+#define PG_CHECK_INTERVAL_MS 1000    /* the server notices a dropped client during a long query */
 
 /* Migration i brings the schema from version i to i + 1. Append only; never edit one.
  * Every table carries member_id and every key starts with it (Citus: distribution column). */
@@ -189,6 +211,15 @@ typedef struct pg_store {
     bool poisoned;          /* a failure outside the current savepoint: the batch must roll back */
     char poison_msg[CG_ERR_MSG_BYTES_MAX];
     char locked_member[CG_MEMBER_ID_BYTES_MAX]; /* last member locked in this savepoint */
+    /* The connection and its recovery. broken: no usable connection (conn may still be open
+     * until the next rollback/begin drops it); every call fails fast until a reconnect. */
+    char conninfo[CG_STORE_DSN_BYTES_MAX]; /* the DSN without cg_ parameters */
+    char schema[PG_SCHEMA_BYTES_MAX];
+    int wait_ms;
+    bool broken;
+    int64_t down_at_ms;                    /* monotonic; when broken or a reconnect failed */
+    int setup_wait_ms;                     /* the wait for open's and reconnect's statements */
+    char down_msg[CG_ERR_MSG_BYTES_MAX];   /* why, for every 503 until reconnected */
 } pg_store;
 
 static pg_store *from(cg_store *store) {
@@ -238,7 +269,107 @@ static int code_of(const char *sqlstate) {
     return CG_EIO;
 }
 
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int unavailable(pg_store *s, cg_err *err) {
+    assert(s->broken);
+    return cg_err_set(err, CG_EUNAVAILABLE, "postgres unavailable: %s", s->down_msg);
+}
+
+/* The connection is unusable from now on (timed out, closed by the server, reset). */
+static void lose(pg_store *s, const char *why) {
+    if (s->broken) return; /* keep the first reason */
+    snprintf(s->down_msg, sizeof s->down_msg, "%s", why && *why ? why : "connection lost");
+    s->down_msg[strcspn(s->down_msg, "\n")] = 0;
+    s->down_at_ms = mono_ms();
+    s->broken = true;
+}
+
+/* Closes the connection (the server rolls back whatever it had open) and forgets the pipeline. */
+static void drop(pg_store *s) {
+    lose(s, "connection dropped");
+    PQfinish(s->conn);
+    s->conn = NULL;
+    s->pend_head = s->pend_count = 0;
+    s->aborted = false;
+    s->poisoned = false;
+    s->savepoint_seq = 0;
+    s->locked_member[0] = 0;
+}
+
+/* Waits until a result can be read without blocking, at most wait_ms. A server that does not
+ * answer in time (stopped, hung, partitioned) is given up on: false, and the connection is lost. */
+static bool await_input(pg_store *s, int wait_ms) {
+    assert(wait_ms > 0);
+    if (s->broken) return false;
+    int64_t deadline_ms = mono_ms() + wait_ms;
+    while (PQisBusy(s->conn)) {
+        int64_t left_ms = deadline_ms - mono_ms();
+        char why[96];
+        if (left_ms <= 0) {
+            snprintf(why, sizeof why, "no answer from PostgreSQL within %d ms", wait_ms);
+            lose(s, why);
+            return false;
+        }
+        /* In non-blocking mode a request may still sit partly in libpq's buffer. */
+        int unsent = PQflush(s->conn);
+        struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN | (unsent > 0 ? POLLOUT : 0)};
+        if (pfd.fd < 0 || unsent < 0) return true; /* closed: PQgetResult reports it at once */
+        int n = poll(&pfd, 1, (int)left_ms);
+        if (n < 0 && errno != EINTR) {
+            snprintf(why, sizeof why, "poll: %s", strerror(errno));
+            lose(s, why);
+            return false;
+        }
+        if (n > 0 && (pfd.revents & ~POLLOUT) && !PQconsumeInput(s->conn))
+            return true; /* the error is read as a result */
+    }
+    return true;
+}
+
+/* PQgetResult with a bounded wait; NULL also when the connection is (or just got) lost. */
+static PGresult *get_result(pg_store *s, int wait_ms) {
+    if (!await_input(s, wait_ms)) return NULL;
+    PGresult *res = PQgetResult(s->conn);
+    if (PQstatus(s->conn) == CONNECTION_BAD) lose(s, PQerrorMessage(s->conn));
+    return res;
+}
+
+/* Sends what libpq has buffered (and a flush request, so the server answers what it has),
+ * waiting at most wait_ms for the socket to take it. */
+static int flush_out(pg_store *s, cg_err *err) {
+    if (s->broken) return unavailable(s, err);
+    int64_t deadline_ms = mono_ms() + s->wait_ms;
+    int pending_bytes = PQsendFlushRequest(s->conn) == 1 ? PQflush(s->conn) : -1;
+    while (pending_bytes == 1) {
+        int64_t left_ms = deadline_ms - mono_ms();
+        if (left_ms <= 0) {
+            lose(s, "PostgreSQL takes no more data (send timed out)");
+            return unavailable(s, err);
+        }
+        struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLOUT | POLLIN};
+        if (poll(&pfd, 1, (int)left_ms) > 0 && (pfd.revents & POLLIN)) PQconsumeInput(s->conn);
+        pending_bytes = PQflush(s->conn);
+    }
+    if (pending_bytes < 0) {
+        lose(s, PQerrorMessage(s->conn));
+        return unavailable(s, err);
+    }
+    return CG_OK;
+}
+
+/* How long one statement's answer may take. */
+static int wait_ms_for(const pg_store *s, int id) {
+    return id == ST_SCAN_GRANTS || id == ST_SCAN_CHARGES || id == ST_COUNT_ENTRIES
+               ? PG_SCAN_WAIT_MS : s->wait_ms;
+}
+
 static int fail_result(pg_store *s, const PGresult *res, cg_err *err, const char *what) {
+    if (!res && s->broken) return unavailable(s, err);
     const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     char clean[200];
@@ -268,36 +399,39 @@ static void pending_fail(pg_store *s, const pending *p, const PGresult *res) {
 }
 
 /* Reads the next statement's result (the first non-NULL one) and its NULL terminator. */
-static PGresult *next_result(pg_store *s) {
-    PGresult *res = PQgetResult(s->conn);
+static PGresult *next_result(pg_store *s, int wait_ms) {
+    PGresult *res = get_result(s, wait_ms);
     if (!res) return NULL;
     PGresult *extra;
-    while ((extra = PQgetResult(s->conn)) != NULL) PQclear(extra);
+    while ((extra = get_result(s, wait_ms)) != NULL) PQclear(extra);
     return res;
 }
 
 /* Collects every pending result but the last `keep`; returns the first failure's code. */
 static int drain(pg_store *s, int keep, cg_err *err) {
     int rc = CG_OK;
-    if (s->pend_count > keep) {
-        if (PQsendFlushRequest(s->conn) != 1 || PQflush(s->conn) != 0)
-            return fail_result(s, NULL, err, "send");
+    if (s->pend_count > keep && (rc = flush_out(s, err))) {
+        s->pend_count = 0; /* lost: nothing more will come */
+        s->poisoned = true;
+        snprintf(s->poison_msg, sizeof s->poison_msg, "%s", s->down_msg);
+        return rc;
     }
     while (s->pend_count > keep) {
         pending p = s->pend[s->pend_head];
         s->pend_head = (s->pend_head + 1) % PG_PENDING_MAX;
         s->pend_count--;
-        PGresult *res = next_result(s);
+        PGresult *res = next_result(s, wait_ms_for(s, p.id));
         if (!res || !result_ok(res)) {
             s->aborted = true;
             if (PQresultStatus(res) != PGRES_PIPELINE_ABORTED) pending_fail(s, &p, res);
             if (!rc) rc = fail_result(s, res, err, statement_sql[p.id]);
         }
         PQclear(res);
-        if (!res) { /* connection gone: nothing more will come */
+        if (!res) { /* connection gone or timed out: nothing more will come */
             s->pend_count = 0;
             s->poisoned = true;
-            snprintf(s->poison_msg, sizeof s->poison_msg, "connection lost");
+            snprintf(s->poison_msg, sizeof s->poison_msg, "%s",
+                     s->broken ? s->down_msg : "connection lost");
         }
     }
     return rc;
@@ -306,6 +440,7 @@ static int drain(pg_store *s, int keep, cg_err *err) {
 /* Sends a statement without waiting for its answer. */
 static int send_stmt(pg_store *s, int id, const params *p, cg_err *err) {
     assert(id >= 0 && id < ST_COUNT);
+    if (s->broken) return unavailable(s, err);
     if (s->pend_count == PG_PENDING_MAX) {
         int rc = drain(s, 0, err);
         if (rc) return rc;
@@ -326,13 +461,18 @@ static int send_stmt(pg_store *s, int id, const params *p, cg_err *err) {
 static int query(pg_store *s, int id, const params *p, PGresult **out, cg_err *err) {
     *out = NULL;
     int rc = send_stmt(s, id, p, err);
-    if (!rc) rc = drain(s, 1, err);
-    if (PQsendFlushRequest(s->conn) != 1 || PQflush(s->conn) != 0)
-        return rc ? rc : fail_result(s, NULL, err, "send");
+    if (rc) return rc;
+    rc = drain(s, 1, err); /* an earlier statement's failure fails this one too */
+    cg_err flush_err;
+    int flush_rc = flush_out(s, &flush_err);
+    if (flush_rc) {
+        if (!rc) *err = flush_err;
+        return rc ? rc : flush_rc;
+    }
     assert(s->pend_count == 1);
     s->pend_head = (s->pend_head + 1) % PG_PENDING_MAX;
     s->pend_count = 0;
-    PGresult *res = next_result(s);
+    PGresult *res = next_result(s, wait_ms_for(s, id));
     if (rc) {
         PQclear(res);
         return rc;
@@ -352,11 +492,15 @@ static int query(pg_store *s, int id, const params *p, PGresult **out, cg_err *e
 static int resync(pg_store *s, cg_err *err) {
     int rc = drain(s, 0, err);
     (void)rc; /* every failure is already recorded in aborted/poisoned */
+    if (s->broken) return unavailable(s, err);
+    /* PQpipelineSync flushes; in non-blocking mode what the socket does not take stays
+     * buffered, and the bounded wait below gives up on a server that reads nothing. */
     if (PQpipelineSync(s->conn) != 1) return fail_result(s, NULL, err, "sync");
     for (;;) {
-        PGresult *res = PQgetResult(s->conn);
+        PGresult *res = get_result(s, s->wait_ms);
         if (!res) {
-            if (PQstatus(s->conn) != CONNECTION_OK) return fail_result(s, NULL, err, "sync");
+            if (s->broken || PQstatus(s->conn) != CONNECTION_OK)
+                return fail_result(s, NULL, err, "sync");
             continue;
         }
         ExecStatusType st = PQresultStatus(res);
@@ -394,9 +538,36 @@ static void reset_batch_state(pg_store *s) {
     s->locked_member[0] = 0;
 }
 
+static int connect_session(pg_store *s, int wait_ms, cg_err *err);
+static int prepare_all(pg_store *s, cg_err *err);
+
+/* A new connection in place of a lost one, at most once per PG_RECONNECT_BACKOFF_MS: while
+ * PostgreSQL is down the calls in between fail at once instead of each waiting for a connect. */
+static int reconnect(pg_store *s, cg_err *err) {
+    assert(s->broken);
+    if (s->conn) drop(s);
+    if (mono_ms() - s->down_at_ms < PG_RECONNECT_BACKOFF_MS) return unavailable(s, err);
+    cg_err why = {0};
+    s->broken = false; /* the setup calls below refuse to run on a broken store */
+    int rc = connect_session(s, s->wait_ms, &why);
+    if (!rc) rc = prepare_all(s, &why);
+    if (rc) {
+        drop(s);
+        snprintf(s->down_msg, sizeof s->down_msg, "%s", why.msg);
+        s->down_at_ms = mono_ms();
+        return unavailable(s, err);
+    }
+    assert(!s->broken && s->pend_count == 0);
+    return CG_OK;
+}
+
 static int pg_begin(cg_store *st, cg_err *err) {
     pg_store *s = from(st);
     reset_batch_state(s);
+    if (s->broken) {
+        int rc = reconnect(s, err);
+        if (rc) return rc;
+    }
     if (s->aborted) {
         int rc = resync(s, err);
         if (rc) return rc;
@@ -421,6 +592,10 @@ static int pg_commit(cg_store *st, cg_err *err) {
 static int pg_rollback(cg_store *st, cg_err *err) {
     pg_store *s = from(st);
     reset_batch_state(s);
+    if (s->broken) { /* closing the connection rolls its transaction back */
+        if (s->conn) drop(s);
+        return CG_OK;
+    }
     if (s->aborted) resync(s, err);
     return send_synced(s, ST_ROLLBACK, err);
 }
@@ -1048,14 +1223,13 @@ static int scan(pg_store *s, int id, row_fn fn, void *ctx, cg_err *err) {
     int rc = drain(s, 0, err);
     if (rc) return rc;
     if ((rc = send_stmt(s, id, NULL, err))) return rc;
-    if (PQsendFlushRequest(s->conn) != 1 || PQflush(s->conn) != 0)
-        return fail_result(s, NULL, err, "send");
+    if ((rc = flush_out(s, err))) return rc;
     PQsetSingleRowMode(s->conn);
     s->pend_head = (s->pend_head + 1) % PG_PENDING_MAX;
     s->pend_count = 0;
     int stop = 0;
     PGresult *res;
-    while ((res = PQgetResult(s->conn)) != NULL) {
+    while ((res = get_result(s, wait_ms_for(s, id))) != NULL) {
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_SINGLE_TUPLE && !stop) fn(res, ctx, &stop);
         else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && !rc) {
@@ -1064,6 +1238,7 @@ static int scan(pg_store *s, int id, row_fn fn, void *ctx, cg_err *err) {
         }
         PQclear(res);
     }
+    if (!rc && s->broken) return unavailable(s, err); /* cut short: the rows seen are not all */
     return rc ? rc : stop;
 }
 
@@ -1174,20 +1349,48 @@ static const cg_store_ops pg_ops = {
     .grant_update_credits = pg_grant_update_credits,
 };
 
-/* Runs SQL outside the pipeline (open and migrations only). */
-static int exec_sql(pg_store *s, const char *sql, cg_err *err) {
-    PGresult *r = PQexec(s->conn, sql);
-    int rc = result_ok(r) ? CG_OK : fail_result(s, r, err, "setup");
-    PQclear(r);
+/* Collects every result of what was just sent outside the pipeline, each awaited at most
+ * s->setup_wait_ms; *out (when not NULL) keeps the last one. The first failure is returned. */
+static int collect(pg_store *s, PGresult **out, cg_err *err, const char *what) {
+    int rc = CG_OK;
+    PGresult *res;
+    while ((res = get_result(s, s->setup_wait_ms)) != NULL) {
+        if (!rc && !result_ok(res)) rc = fail_result(s, res, err, what);
+        if (out && !rc) {
+            PQclear(*out);
+            *out = res;
+        } else {
+            PQclear(res);
+        }
+    }
+    if (!rc && s->broken) rc = unavailable(s, err);
+    if (rc && out) {
+        PQclear(*out);
+        *out = NULL;
+    }
     return rc;
+}
+
+/* Runs SQL outside the pipeline (open, migrations and reconnects only); *out as in collect. */
+static int exec_result(pg_store *s, const char *sql, PGresult **out, cg_err *err) {
+    if (out) *out = NULL;
+    if (s->broken) return unavailable(s, err);
+    if (!PQsendQuery(s->conn, sql)) return fail_result(s, NULL, err, "setup");
+    return collect(s, out, err, "setup");
+}
+
+static int exec_sql(pg_store *s, const char *sql, cg_err *err) {
+    return exec_result(s, sql, NULL, err);
 }
 
 static int schema_version(pg_store *s, int *version, cg_err *err) {
     int rc = exec_sql(s, "CREATE TABLE IF NOT EXISTS creditgate_schema (version integer NOT NULL)",
                       err);
     if (rc) return rc;
-    PGresult *r = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM creditgate_schema");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    PGresult *r;
+    rc = exec_result(s, "SELECT coalesce(max(version), 0) FROM creditgate_schema", &r, err);
+    if (rc) return rc;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = fail_result(s, r, err, "read schema version");
         PQclear(r);
         return rc;
@@ -1244,24 +1447,70 @@ static int migrate(pg_store *s, const char *schema, cg_err *err) {
     return rc;
 }
 
+/* Prepares every statement, then switches to pipeline mode and non-blocking sends (a server
+ * that stops reading must not block the writer in send()). */
 static int prepare_all(pg_store *s, cg_err *err) {
     for (int i = 0; i < ST_COUNT; i++) {
         char name[16];
         snprintf(name, sizeof name, "s%d", i);
-        PGresult *r = PQprepare(s->conn, name, statement_sql[i], 0, NULL);
-        int rc = result_ok(r) ? CG_OK : fail_result(s, r, err, statement_sql[i]);
-        PQclear(r);
+        int rc = PQsendPrepare(s->conn, name, statement_sql[i], 0, NULL)
+                     ? collect(s, NULL, err, statement_sql[i])
+                     : fail_result(s, NULL, err, statement_sql[i]);
         if (rc) return rc;
     }
-    if (PQenterPipelineMode(s->conn) != 1)
-        return cg_err_set(err, CG_EIO, "postgres: cannot enter pipeline mode");
+    if (PQenterPipelineMode(s->conn) != 1 || PQsetnonblocking(s->conn, 1) != 0)
+        return cg_err_set(err, CG_EIO, "postgres: cannot enter non-blocking pipeline mode");
     return CG_OK;
 }
 
-/* Splits "cg_schema=NAME" out of the DSN's query string; libpq refuses unknown parameters. */
-static int split_dsn(const char *dsn, char *conninfo, size_t conninfo_bytes, char *schema,
-                     cg_err *err) {
+/* Connects with bounded waits and sets the session up; not yet prepared. The defaults come
+ * before the DSN, so a DSN that sets connect_timeout or keepalives wins. */
+static int connect_session(pg_store *s, int wait_ms, cg_err *err) {
+    assert(!s->conn && !s->broken);
+    char tcp_user_timeout[24], sql[256];
+    snprintf(tcp_user_timeout, sizeof tcp_user_timeout, "%d", 5 * s->wait_ms);
+    const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                "dbname", NULL};
+    const char *const values[] = {PG_CONNECT_TIMEOUT_S, "1", "5", "2", "3", tcp_user_timeout,
+                                  s->conninfo, NULL};
+    s->conn = PQconnectdbParams(keys, values, 1);
+    if (!s->conn) return cg_err_set(err, CG_ENOMEM, "out of memory connecting to PostgreSQL");
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s", PQerrorMessage(s->conn));
+        msg[strcspn(msg, "\n")] = 0;
+        return cg_err_set(err, CG_EUNAVAILABLE, "cannot connect to PostgreSQL: %s", msg);
+    }
+    s->setup_wait_ms = wait_ms;
+    /* The server gives up on a lock (another session's, or a stuck server's orphan) before we
+     * give up on the server, so a lock wait fails one call and keeps the connection. */
+    snprintf(sql, sizeof sql, "SET client_min_messages = warning; SET lock_timeout = %d",
+             s->wait_ms * 3 / 4);
+    int rc = exec_sql(s, sql, err);
+    /* PostgreSQL 14+: a backend whose client gave up stops its query within a second. */
+    if (!rc && PQserverVersion(s->conn) >= 140000) {
+        snprintf(sql, sizeof sql, "SET client_connection_check_interval = %d",
+                 PG_CHECK_INTERVAL_MS);
+        rc = exec_sql(s, sql, err);
+    }
+    if (!rc && s->schema[0]) {
+        char *ident = PQescapeIdentifier(s->conn, s->schema, strlen(s->schema));
+        if (!ident) return cg_err_set(err, CG_EINVAL, "bad schema name '%s'", s->schema);
+        snprintf(sql, sizeof sql, "SET search_path TO %s", ident);
+        PQfreemem(ident);
+        rc = exec_sql(s, sql, err);
+    }
+    return rc;
+}
+
+/* Splits "cg_schema=NAME" and "cg_wait_ms=N" out of the DSN's query string (libpq refuses
+ * unknown parameters) into s->schema and s->wait_ms; the rest goes to s->conninfo. */
+static int split_dsn(pg_store *s, const char *dsn, cg_err *err) {
+    char *conninfo = s->conninfo, *schema = s->schema;
+    size_t conninfo_bytes = sizeof s->conninfo;
     schema[0] = 0;
+    s->wait_ms = PG_WAIT_MS_DEFAULT;
     if (strlen(dsn) >= conninfo_bytes)
         return cg_err_set(err, CG_ELIMIT, "database DSN longer than %d bytes",
                           CG_STORE_DSN_BYTES_MAX);
@@ -1278,6 +1527,15 @@ static int split_dsn(const char *dsn, char *conninfo, size_t conninfo_bytes, cha
             snprintf(schema, PG_SCHEMA_BYTES_MAX, "%s", tok + 10);
             continue;
         }
+        if (!strncmp(tok, "cg_wait_ms=", 11)) {
+            char *end;
+            long ms = strtol(tok + 11, &end, 10);
+            if (*end || end == tok + 11 || ms < PG_WAIT_MS_MIN || ms > PG_WAIT_MS_MAX)
+                return cg_err_set(err, CG_EINVAL, "cg_wait_ms must be %d..%d", PG_WAIT_MS_MIN,
+                                  PG_WAIT_MS_MAX);
+            s->wait_ms = (int)ms;
+            continue;
+        }
         kept_len += (size_t)snprintf(kept + kept_len, sizeof kept - kept_len, "%s%s",
                                      kept_len ? "&" : "", tok);
     }
@@ -1289,21 +1547,14 @@ static int split_dsn(const char *dsn, char *conninfo, size_t conninfo_bytes, cha
 int cg_store_pg_open(const char *dsn, cg_store **out, cg_err *err) {
     assert(dsn && out);
     *out = NULL;
-    char conninfo[CG_STORE_DSN_BYTES_MAX], schema[PG_SCHEMA_BYTES_MAX];
-    int rc = split_dsn(dsn, conninfo, sizeof conninfo, schema, err);
-    if (rc) return rc;
     pg_store *s = calloc(1, sizeof *s);
     if (!s) return cg_err_set(err, CG_ENOMEM, "out of memory opening %s", dsn);
     s->base.ops = &pg_ops;
-    s->conn = PQconnectdb(conninfo);
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "%s", PQerrorMessage(s->conn));
-        msg[strcspn(msg, "\n")] = 0;
-        rc = cg_err_set(err, CG_EUNAVAILABLE, "cannot connect to PostgreSQL: %s", msg);
-    }
-    if (!rc) rc = exec_sql(s, "SET client_min_messages = warning", err);
-    if (!rc) rc = migrate(s, schema, err);
+    int rc = split_dsn(s, dsn, err);
+    /* Migrations may wait for another server's migration lock: a longer wait than a call's. */
+    if (!rc) rc = connect_session(s, PG_OPEN_WAIT_MS, err);
+    if (!rc) rc = migrate(s, s->schema, err);
+    s->setup_wait_ms = s->wait_ms;
     if (!rc) rc = prepare_all(s, err);
     if (rc) {
         pg_close(&s->base);
