@@ -4,7 +4,10 @@
  * run; then bench/ledger_pg/pgbench.sh: a charge transaction per pgbench client (64 parallel
  * connections), with row locks (FOR UPDATE) vs SERIALIZABLE with retries.
  *
- *   build/bench/ledger_pg [--dsn postgres://...] [--members N] [--seconds S]
+ *   build/bench/ledger_pg [--dsn postgres://...] [--members N] [--seconds S] [--shards N]
+ *
+ * --shards N: group commit over N connections, each with its own writer (members spread by
+ * hash; default 1). The naive baseline always uses one.
  *
  * Without --dsn (or CG_BENCH_PG) it starts a throwaway cluster with scripts/pg.sh (PostgreSQL's
  * defaults: fsync on, synchronous_commit on) and removes it afterwards. Every call is durable
@@ -214,11 +217,12 @@ static void print_machine(const char *dsn) {
     PQfinish(c);
 }
 
-static cg_ledger *open_ledger(const char *dsn, const cg_engine *engine, bool group) {
+static cg_ledger *open_ledger(const char *dsn, const cg_engine *engine, bool group, int shards) {
     cg_ledger_config cfg;
     cg_ledger_config_default(&cfg);
     cfg.engine = engine;
     cfg.group_commit = group;
+    cfg.shards = shards;
     cg_ledger *l = NULL;
     cg_err err;
     if (cg_ledger_open_dsn(dsn, &cfg, &l, &err)) {
@@ -247,12 +251,15 @@ int main(int argc, char **argv) {
     const char *dsn_arg = getenv("CG_BENCH_PG");
     int64_t members = 10000;
     double seconds = 5;
+    int shards = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--dsn")) dsn_arg = argv[i + 1];
         else if (!strcmp(argv[i], "--members")) members = strtoll(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--seconds")) seconds = strtod(argv[i + 1], NULL);
+        else if (!strcmp(argv[i], "--shards")) shards = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: ledger_pg [--dsn DSN] [--members N] [--seconds S]\n");
+            fprintf(stderr, "usage: ledger_pg [--dsn DSN] [--members N] [--seconds S] "
+                            "[--shards N]\n");
             return 2;
         }
     }
@@ -274,7 +281,11 @@ int main(int argc, char **argv) {
     print_machine(dsn);
     printf("members %" PRId64 ", %.1f s per run, charge = Midjourney (10 credits) on a random "
            "member, then capture; both durable\n", members, seconds);
-    cg_ledger *l = open_ledger(dsn, &engine, true);
+    if (shards < 1 || shards > CG_LEDGER_SHARDS_MAX) {
+        fprintf(stderr, "bench: --shards must be 1..%d\n", CG_LEDGER_SHARDS_MAX);
+        return 2;
+    }
+    cg_ledger *l = open_ledger(dsn, &engine, true, 1);
     double t0 = now_s();
     if (populate(l, members)) return 1;
     printf("populated %" PRId64 " members (member + grant each) in %.1f s\n", members,
@@ -284,10 +295,12 @@ int main(int argc, char **argv) {
     run_result res[2][2];
     for (int mode = 0; mode < 2; mode++) {
         bool group = mode == 1;
-        printf("%s:\n", group ? "group commit (one writer connection: a transaction per batch, "
-                                "a savepoint per call, statements pipelined)"
-                              : "naive baseline (one transaction + WAL flush per call)");
-        l = open_ledger(dsn, &engine, group);
+        if (group)
+            printf("group commit (%d writer connection(s): a transaction per batch, statements "
+                   "pipelined):\n", shards);
+        else
+            printf("naive baseline (one transaction + WAL flush per call):\n");
+        l = open_ledger(dsn, &engine, group, group ? shards : 1);
         for (int i = 0; i < 2; i++) {
             run_result r = run_pairs(l, members, seconds, callers[i]);
             res[mode][i] = r;
@@ -296,7 +309,7 @@ int main(int argc, char **argv) {
         }
         cg_ledger_close(l);
     }
-    l = open_ledger(dsn, &engine, true);
+    l = open_ledger(dsn, &engine, true, 1);
     cg_verify_report rep;
     int vrc = cg_ledger_verify(l, &rep, &err);
     printf("ledger verify: %s (%" PRId64 " grants, %" PRId64 " charges, %" PRId64 " entries)\n",
