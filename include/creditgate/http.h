@@ -48,6 +48,8 @@ typedef struct cg_http_config {
     int connections_per_ip_max;
     int reload_check_ms;   /* how often the policy files are checked for change; 0 never */
     int drain_timeout_ms;  /* SIGTERM: how long in-flight requests may take to finish */
+    int ledger_shards;     /* cg_ledger_config.shards: a new SQLite ledger's file count, or
+                              PostgreSQL writer connections; 0 the default */
 } cg_http_config;
 
 /* Built-in defaults: 127.0.0.1:8080, policy/carat.yaml, data/creditgate.db, ... */

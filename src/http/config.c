@@ -2,6 +2,7 @@
  * environment, then flags, each later source overriding the earlier (include/creditgate/http.h).
  * No sockets here; the server (server.c) only ever sees a finished cg_http_config. */
 #include "creditgate/http.h"
+#include "creditgate/ledger.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -60,6 +61,8 @@ static const opt opts[] = {
      "how often policy files are checked for change (0 never)"},
     {"drain_timeout_ms", OPT_INT, OFF(drain_timeout_ms), SZ(drain_timeout_ms), 0, 600000,
      "SIGTERM: longest wait for in-flight requests"},
+    {"ledger_shards", OPT_INT, OFF(ledger_shards), SZ(ledger_shards), 0, CG_LEDGER_SHARDS_MAX,
+     "a new SQLite ledger's shard files, or PostgreSQL writer connections (0 default)"},
 };
 #define OPTS_COUNT (sizeof opts / sizeof opts[0])
 

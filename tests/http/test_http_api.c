@@ -871,6 +871,12 @@ static void test_config_precedence_flags_env_file(void **state) {
     assert_string_equal(err.field, "threads");
     char *argv4[] = {"--no-such-setting", "1"};
     assert_int_equal(cg_http_config_load(&c, 2, argv4, &err), CG_EINVAL);
+    char *argv5[] = {"--ledger-shards", "4"};
+    assert_cg_ok(cg_http_config_load(&c, 2, argv5, &err), err);
+    assert_int_equal(c.ledger_shards, 4);
+    char *argv6[] = {"--ledger-shards", "17"}; /* above CG_LEDGER_SHARDS_MAX */
+    assert_int_equal(cg_http_config_load(&c, 2, argv6, &err), CG_EINVAL);
+    assert_string_equal(err.field, "ledger_shards");
     unsetenv("CREDITGATE_THREADS");
     unsetenv("CREDITGATE_BODY_BYTES_MAX");
 }
