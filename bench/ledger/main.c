@@ -3,10 +3,11 @@
  * the same run, pair latency percentiles, and resident memory with many members.
  *
  *   build/bench/ledger [--members N] [--seconds S] [--callers LIST] [--dir DIR] [--pairs N]
- *                      [--shards N]
+ *                      [--shards LIST]
  *
- * --shards N: group commit over N shard files, each with its own writer (default
- * CG_LEDGER_SHARDS_DEFAULT, what a new database gets). The naive baseline is always one file.
+ * --shards 1,2: group commit over each shard count in turn (a fresh database each), in the same
+ * run; a shard is a file with its own writer. Default: CG_LEDGER_SHARDS_DEFAULT, what a new
+ * database gets. The naive baseline is always one file. The goal lines use the last count.
  *
  * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
  * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
@@ -42,7 +43,8 @@ typedef struct bench_opts {
     int caller_runs;
     const char *dir;
     const char *only; /* "group" or "naive": one mode (the 1M-member memory run), NULL: both */
-    int shards;       /* group commit's shard count */
+    int shards[4];    /* group commit's shard counts, each run in turn */
+    int shard_runs;
 } bench_opts;
 
 typedef struct caller {
@@ -232,13 +234,13 @@ static int populate(cg_ledger *l, int64_t members) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
-                    " [--only group|naive] [--pairs N] [--shards N]\n");
+                    " [--only group|naive] [--pairs N] [--shards 1,2]\n");
     exit(2);
 }
 
 static void parse_opts(int argc, char **argv, bench_opts *o) {
     *o = (bench_opts){.members = 100000, .seconds = 5, .callers = {1, 64}, .caller_runs = 2,
-                      .dir = "build", .shards = CG_LEDGER_SHARDS_DEFAULT};
+                      .dir = "build", .shards = {CG_LEDGER_SHARDS_DEFAULT}, .shard_runs = 1};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) usage();
         if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
@@ -246,15 +248,20 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--pairs")) o->pairs = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
-        else if (!strcmp(argv[i], "--shards")) o->shards = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shards")) {
+            o->shard_runs = 0;
+            for (char *t = strtok(argv[++i], ","); t && o->shard_runs < 4; t = strtok(NULL, ","))
+                o->shards[o->shard_runs++] = atoi(t);
+        }
         else if (!strcmp(argv[i], "--callers")) {
             o->caller_runs = 0;
             for (char *t = strtok(argv[++i], ","); t && o->caller_runs < 8; t = strtok(NULL, ","))
                 o->callers[o->caller_runs++] = atoi(t);
         } else usage();
     }
-    if (o->members < 1 || o->seconds <= 0 || o->shards < 1 || o->shards > CG_LEDGER_SHARDS_MAX)
-        usage();
+    if (o->members < 1 || o->seconds <= 0 || o->shard_runs < 1) usage();
+    for (int i = 0; i < o->shard_runs; i++)
+        if (o->shards[i] < 1 || o->shards[i] > CG_LEDGER_SHARDS_MAX) usage();
     for (int i = 0; i < o->caller_runs; i++)
         if (o->callers[i] < 1 || o->callers[i] > BENCH_CALLERS_MAX) usage();
 }
@@ -297,14 +304,15 @@ static void print_machine(void) {
 }
 
 /* Opens a fresh ledger in the given mode and populates it. */
-static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, bool group,
+static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, int shards,
                              const char *path) {
+    bool group = shards > 0;
     remove_db(path);
     cg_ledger_config cfg;
     cg_ledger_config_default(&cfg);
     cfg.engine = engine;
     cfg.group_commit = true; /* populate fast either way; reopened below for naive */
-    cfg.shards = group ? o->shards : 1;
+    cfg.shards = group ? shards : 1;
     cg_ledger *l = NULL;
     cg_err err;
     char dsn[600];
@@ -342,20 +350,24 @@ int main(int argc, char **argv) {
            "member, then capture; both durable\n", o.members, o.seconds);
     char path[512];
     snprintf(path, sizeof path, "%s/bench-ledger.db", o.dir);
-    run_result naive[8], group[8];
+    run_result naive[8], group[4][8];
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows when redirected */
-    for (int mode = 0; mode < 2; mode++) {
-        bool is_group = mode == 1;
-        if (o.only && strcmp(o.only, is_group ? "group" : "naive") != 0) continue;
+    bool run_naive = !o.only || !strcmp(o.only, "naive");
+    bool run_group = !o.only || !strcmp(o.only, "group");
+    /* mode 0: naive; mode 1 + k: group commit over o.shards[k] */
+    for (int mode = 0; mode < 1 + o.shard_runs; mode++) {
+        bool is_group = mode > 0;
+        if (!(is_group ? run_group : run_naive)) continue;
+        int shards = is_group ? o.shards[mode - 1] : 0;
         if (is_group)
             printf("group commit, %d shard(s) (per shard: a writer, one transaction per batch; a "
-                   "syncer, one fdatasync per batch, overlapped):\n", o.shards);
+                   "syncer, one fdatasync per batch, overlapped):\n", shards);
         else
             printf("naive baseline (one file, one transaction + fdatasync per call):\n");
-        cg_ledger *l = open_fresh(&o, &engine, is_group, path);
+        cg_ledger *l = open_fresh(&o, &engine, shards, path);
         for (int i = 0; i < o.caller_runs; i++) {
             run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1));
-            (is_group ? group : naive)[i] = r;
+            (is_group ? group[mode - 1] : naive)[i] = r;
             printf("  %3d callers: %9.0f pairs/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms"
                    "  cpu %5.0f us/pair  failures %" PRId64 "\n", o.callers[i], r.pairs_per_s,
                    r.p50_ms, r.p99_ms, r.max_ms, r.cpu_us_per_pair, r.failures);
@@ -370,21 +382,33 @@ int main(int argc, char **argv) {
         cg_ledger_close(l);
         if (vrc) return 1;
     }
-    if (o.only) o.caller_runs = 0;
-    else printf("ratio group/naive:");
-    for (int i = 0; i < o.caller_runs; i++)
-        printf("  %d callers %.1fx", o.callers[i],
-               naive[i].pairs_per_s > 0 ? group[i].pairs_per_s / naive[i].pairs_per_s : 0);
-    if (!o.only) printf("\n");
+    if (run_group && o.shard_runs > 1)
+        for (int i = 0; i < o.caller_runs; i++) {
+            printf("ratio by shards, %d callers:", o.callers[i]);
+            for (int k = 1; k < o.shard_runs; k++)
+                printf("  %d/%d shards %.2fx", o.shards[k], o.shards[0],
+                       group[0][i].pairs_per_s > 0
+                           ? group[k][i].pairs_per_s / group[0][i].pairs_per_s : 0);
+            printf("\n");
+        }
+    if (!run_naive || !run_group) o.caller_runs = 0;
+    const run_result *last = group[o.shard_runs - 1];
+    for (int k = 0; k < o.shard_runs && o.caller_runs; k++) {
+        printf("ratio group (%d shards)/naive:", o.shards[k]);
+        for (int i = 0; i < o.caller_runs; i++)
+            printf("  %d callers %.1fx", o.callers[i],
+                   naive[i].pairs_per_s > 0 ? group[k][i].pairs_per_s / naive[i].pairs_per_s : 0);
+        printf("\n");
+    }
     for (int i = 0; i < o.caller_runs; i++) {
         if (o.callers[i] != 64) continue;
-        double ratio = naive[i].pairs_per_s > 0 ? group[i].pairs_per_s / naive[i].pairs_per_s : 0;
-        printf("goal >= 50,000 durable pairs/s with 64 callers: %.0f — %s\n", group[i].pairs_per_s,
-               group[i].pairs_per_s >= 50000 ? "MET" : "NOT MET");
+        double ratio = naive[i].pairs_per_s > 0 ? last[i].pairs_per_s / naive[i].pairs_per_s : 0;
+        printf("goal >= 50,000 durable pairs/s with 64 callers: %.0f — %s\n", last[i].pairs_per_s,
+               last[i].pairs_per_s >= 50000 ? "MET" : "NOT MET");
         printf("goal >= 20x the naive baseline with 64 callers: %.1fx — %s\n", ratio,
                ratio >= 20 ? "MET" : "NOT MET");
-        printf("goal p99 < 10 ms with 64 callers: %.2f ms — %s\n", group[i].p99_ms,
-               group[i].p99_ms < 10 ? "MET" : "NOT MET");
+        printf("goal p99 < 10 ms with 64 callers: %.2f ms — %s\n", last[i].p99_ms,
+               last[i].p99_ms < 10 ? "MET" : "NOT MET");
     }
     remove_db(path);
     cg_engine_free(&engine);
