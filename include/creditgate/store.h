@@ -172,8 +172,10 @@ struct cg_store {
  * missing and applies versioned schema migrations. */
 int cg_store_open(const char *dsn, cg_store **out, cg_err *err);
 int cg_store_sqlite_open(const char *path, cg_store **out, cg_err *err);
-/* A libpq DSN, plus an optional `cg_schema=NAME` query parameter: the tables live in schema
- * NAME (created if missing). */
+/* A libpq DSN, plus optional query parameters `cg_schema=NAME` (the tables live in schema
+ * NAME, created if missing) and `cg_wait_ms=N` (100..600000, default 2000: the longest wait for
+ * one answer before the connection is dropped and the call fails CG_EUNAVAILABLE; reconnects
+ * follow by themselves — src/store/pg.c). */
 int cg_store_pg_open(const char *dsn, cg_store **out, cg_err *err);
 /* NULL is a no-op. */
 void cg_store_close(cg_store *store);

@@ -539,6 +539,7 @@ static void reset_batch_state(pg_store *s) {
 }
 
 static int connect_session(pg_store *s, int wait_ms, cg_err *err);
+static int session_limits(pg_store *s, cg_err *err);
 static int prepare_all(pg_store *s, cg_err *err);
 
 /* A new connection in place of a lost one, at most once per PG_RECONNECT_BACKOFF_MS: while
@@ -550,6 +551,7 @@ static int reconnect(pg_store *s, cg_err *err) {
     cg_err why = {0};
     s->broken = false; /* the setup calls below refuse to run on a broken store */
     int rc = connect_session(s, s->wait_ms, &why);
+    if (!rc) rc = session_limits(s, &why);
     if (!rc) rc = prepare_all(s, &why);
     if (rc) {
         drop(s);
@@ -1483,22 +1485,29 @@ static int connect_session(pg_store *s, int wait_ms, cg_err *err) {
         return cg_err_set(err, CG_EUNAVAILABLE, "cannot connect to PostgreSQL: %s", msg);
     }
     s->setup_wait_ms = wait_ms;
-    /* The server gives up on a lock (another session's, or a stuck server's orphan) before we
-     * give up on the server, so a lock wait fails one call and keeps the connection. */
-    snprintf(sql, sizeof sql, "SET client_min_messages = warning; SET lock_timeout = %d",
-             s->wait_ms * 3 / 4);
-    int rc = exec_sql(s, sql, err);
-    /* PostgreSQL 14+: a backend whose client gave up stops its query within a second. */
-    if (!rc && PQserverVersion(s->conn) >= 140000) {
-        snprintf(sql, sizeof sql, "SET client_connection_check_interval = %d",
-                 PG_CHECK_INTERVAL_MS);
-        rc = exec_sql(s, sql, err);
-    }
+    int rc = exec_sql(s, "SET client_min_messages = warning", err);
     if (!rc && s->schema[0]) {
         char *ident = PQescapeIdentifier(s->conn, s->schema, strlen(s->schema));
         if (!ident) return cg_err_set(err, CG_EINVAL, "bad schema name '%s'", s->schema);
         snprintf(sql, sizeof sql, "SET search_path TO %s", ident);
         PQfreemem(ident);
+        rc = exec_sql(s, sql, err);
+    }
+    return rc;
+}
+
+/* The session's own limits, set after the migrations (whose lock may rightly be waited for
+ * while another server migrates). The server gives up on a lock (another session's, or a
+ * stuck server's orphan) before we give up on the server, so a lock wait fails one call and
+ * keeps the connection; on PostgreSQL 14+ a backend whose client gave up stops its query
+ * within a second. */
+static int session_limits(pg_store *s, cg_err *err) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "SET lock_timeout = %d", s->wait_ms * 3 / 4);
+    int rc = exec_sql(s, sql, err);
+    if (!rc && PQserverVersion(s->conn) >= 140000) {
+        snprintf(sql, sizeof sql, "SET client_connection_check_interval = %d",
+                 PG_CHECK_INTERVAL_MS);
         rc = exec_sql(s, sql, err);
     }
     return rc;
@@ -1555,6 +1564,7 @@ int cg_store_pg_open(const char *dsn, cg_store **out, cg_err *err) {
     if (!rc) rc = connect_session(s, PG_OPEN_WAIT_MS, err);
     if (!rc) rc = migrate(s, s->schema, err);
     s->setup_wait_ms = s->wait_ms;
+    if (!rc) rc = session_limits(s, err);
     if (!rc) rc = prepare_all(s, err);
     if (rc) {
         pg_close(&s->base);
