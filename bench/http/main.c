@@ -312,6 +312,9 @@ int main(int argc, char **argv) {
     printf("server CPU per charge (HTTP + ledger + SQLite): %.1f us\n", cpu_charge_us);
     printf("durable charges: %.0f/s (goal >= 20,000/s: %s)\n", charge.rps,
            charge.rps >= 20000 ? "MET" : "NOT MET");
-    printf("server threads: quote %d, charges %d\n", quote_threads, charge_threads);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("server threads: quote %d (no ledger: the server runs min(that, %ld cores) = %ld), "
+           "charges %d\n", quote_threads, cores, cores < quote_threads ? cores : (long)quote_threads,
+           charge_threads);
     return 0;
 }
