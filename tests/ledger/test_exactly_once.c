@@ -187,7 +187,7 @@ typedef struct mixed {
  * credits on a shared empty member — so batches mix successes and refusals. */
 static void *mixed_main(void *arg) {
     mixed *m = arg;
-    char member[16];
+    char member[32];
     snprintf(member, sizeof member, "rich-%d", m->thread);
     for (int i = 0; i < MIXED_ROUNDS; i++) {
         char key[32], poor_key[32];
@@ -211,7 +211,7 @@ static void test_refusals_amid_a_batch_leave_the_rest_applied_once(void **state)
     cg_ledger *l = *state;
     put_member(l, "poor", "free", "monthly", T0 - DAY_US, 0);
     for (int t = 0; t < MIXED_THREADS; t++) {
-        char member[16];
+        char member[32];
         snprintf(member, sizeof member, "rich-%d", t);
         put_member(l, member, "free", "monthly", T0 - DAY_US, 0);
         grant_simple(l, member, 10 * MIXED_ROUNDS);
@@ -228,7 +228,7 @@ static void test_refusals_amid_a_batch_leave_the_rest_applied_once(void **state)
     cg_charge *c = malloc(sizeof *c);
     for (int t = 0; t < MIXED_THREADS; t++) {
         assert_int_equal(m[t].failures, 0);
-        char member[16];
+        char member[32];
         snprintf(member, sizeof member, "rich-%d", t);
         cg_balance *b = balance_of(l, member);
         assert_int_equal(b->available, 0); /* every charge held once: all credits held */

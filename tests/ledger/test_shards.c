@@ -43,7 +43,7 @@ static void fresh(char *dsn, size_t bytes) {
 
 static void add_members(cg_ledger *l, int n) {
     for (int m = 0; m < n; m++) {
-        char id[16], key[32];
+        char id[32], key[32];
         snprintf(id, sizeof id, "member-%d", m);
         put_member(l, id, "free", "monthly", T0 - DAY_US, 0);
         grant_simple(l, id, 100);
@@ -79,7 +79,7 @@ static void test_members_spread_over_every_shard_and_stay_there(void **state) {
     /* Reopened asking for another count: the database keeps its 3, every member is found. */
     assert_cg_ok(open_at(dsn, 5, &l, &err), err);
     for (int m = 0; m < 60; m++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "member-%d", m);
         assert_int_equal(balance_of(l, id)->available, 90);
     }
@@ -202,7 +202,7 @@ static void test_a_single_file_ledger_stays_single(void **state) {
     sqlite3_close(db);
     assert_cg_ok(open_at(dsn, 4, &l, &err), err);
     for (int m = 0; m < 6; m++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "member-%d", m);
         assert_int_equal(balance_of(l, id)->available, 90);
     }
