@@ -352,6 +352,21 @@ typedef struct cg_verify_report {
     char problems[CG_VERIFY_PROBLEMS_MAX][256];
 } cg_verify_report;
 
+/* What the ledger holds in memory and in flight, for /metrics and the soak: read at any time
+ * from any thread (each shard's writer publishes its figures after every batch). */
+typedef struct cg_ledger_stats {
+    int64_t holds_open;        /* charges held now, all members: counted from the store at open,
+                                  then kept by every committed charge, capture, release and
+                                  expiry; -1 when the store cannot count (PostgreSQL: other
+                                  servers change it) */
+    int64_t page_cache_bytes;  /* the store's page cache in use (SQLite; 0 elsewhere) */
+    int64_t member_cache_bytes; /* the writers' member caches, entries handed out so far */
+    int64_t batches;           /* transactions committed by the writers */
+    int64_t calls;             /* calls applied in them */
+    int shards;
+} cg_ledger_stats;
+void cg_ledger_stats_get(cg_ledger *ledger, cg_ledger_stats *out);
+
 /* Recomputes every grant's remaining/held and every charge's held/captured/refunded from the
  * journal and compares with the stored values and the invariants (0 ≤ held ≤ remaining).
  * Returns CG_OK with problem_count 0 when clean; CG_ECONFLICT when any difference exists. */

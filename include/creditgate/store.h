@@ -160,6 +160,11 @@ typedef struct cg_store_ops {
      * (PostgreSQL); the ledger's shards are then connections to it and nothing is recorded. */
     int (*shard_mark)(cg_store *store, const cg_store_shard *want, cg_store_shard *out,
                       cg_err *err);
+    /* Charges held now, all members (the ledger keeps the count from there). NULL: unknown —
+     * the store is shared with other processes that change it. */
+    int (*count_held)(cg_store *store, int64_t *count, cg_err *err);
+    /* Bytes of page cache the store's connection holds now. NULL: 0. */
+    int64_t (*cache_bytes)(cg_store *store);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */

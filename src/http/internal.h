@@ -117,8 +117,9 @@ void metrics_request(metrics *m, int route, int status, int64_t latency_us);
 void metrics_decision(metrics *m, const char *model, const char *benefit, bool unlimited);
 void metrics_charge(metrics *m, const char *model, int64_t credits);
 /* Renders the Prometheus text exposition; caller frees. */
+/* ledger: the ledger's figures (holds, caches, batches), NULL without a ledger. */
 char *metrics_render(metrics *m, const char *const *route_names, int route_count,
-                     const char *policy_label);
+                     const char *policy_label, const cg_ledger_stats *ledger);
 
 /* ---- per connection (conn.c) --------------------------------------------------------------- */
 

@@ -181,7 +181,7 @@ static void render_labelled(out *o, const char *name, const char *help, labelled
 }
 
 char *metrics_render(metrics *m, const char *const *route_names, int route_count,
-                     const char *policy_label) {
+                     const char *policy_label, const cg_ledger_stats *ledger) {
     assert(route_count <= ROUTES_MAX);
     out o = {malloc(16384), 0, 16384};
     if (!o.buf) return NULL;
@@ -198,10 +198,30 @@ char *metrics_render(metrics *m, const char *const *route_names, int route_count
                     "Credits held by new charges, by generation model.", m->credits,
                     &m->credit_count);
     pthread_mutex_unlock(&m->lock);
-    put(&o, "# HELP creditgate_holds_outstanding Holds opened and not yet captured or released "
-            "through this process.\n# TYPE creditgate_holds_outstanding gauge\n"
-            "creditgate_holds_outstanding %" PRId64 "\n",
-        (int64_t)atomic_load(&m->holds_outstanding));
+    /* Holds: the ledger's exact count (all members, expiries and restarts included) where it
+     * can count; otherwise (a shared PostgreSQL) those opened and closed through this process. */
+    bool exact = ledger && ledger->holds_open >= 0;
+    put(&o, "# HELP creditgate_holds_outstanding Charges held now (%s).\n"
+            "# TYPE creditgate_holds_outstanding gauge\ncreditgate_holds_outstanding %" PRId64 "\n",
+        exact ? "every member, from the ledger" : "opened and not yet settled through this process",
+        exact ? ledger->holds_open : (int64_t)atomic_load(&m->holds_outstanding));
+    if (ledger)
+        put(&o, "# HELP creditgate_ledger_page_cache_bytes Storage page cache in use (bounded).\n"
+                "# TYPE creditgate_ledger_page_cache_bytes gauge\n"
+                "creditgate_ledger_page_cache_bytes %" PRId64 "\n"
+                "# HELP creditgate_ledger_member_cache_bytes The writers' member caches (bounded).\n"
+                "# TYPE creditgate_ledger_member_cache_bytes gauge\n"
+                "creditgate_ledger_member_cache_bytes %" PRId64 "\n"
+                "# HELP creditgate_ledger_batches_total Ledger transactions committed.\n"
+                "# TYPE creditgate_ledger_batches_total counter\n"
+                "creditgate_ledger_batches_total %" PRId64 "\n"
+                "# HELP creditgate_ledger_calls_total Ledger calls applied in them.\n"
+                "# TYPE creditgate_ledger_calls_total counter\n"
+                "creditgate_ledger_calls_total %" PRId64 "\n"
+                "# HELP creditgate_ledger_shards Ledger shards (writers).\n"
+                "# TYPE creditgate_ledger_shards gauge\ncreditgate_ledger_shards %d\n",
+            ledger->page_cache_bytes, ledger->member_cache_bytes, ledger->batches, ledger->calls,
+            ledger->shards);
     put(&o, "# HELP creditgate_policy_reloads_total Policy reloads by result.\n"
             "# TYPE creditgate_policy_reloads_total counter\n"
             "creditgate_policy_reloads_total{result=\"ok\"} %" PRIu64 "\n"

@@ -66,7 +66,13 @@ int h_metrics(req *r) {
     const char *const *names = route_pattern_names(&count);
     char label[CG_POLICY_VERSIONS_MAX * 8];
     cg_http_server_policy_label(r->srv, label, sizeof label);
-    char *text = metrics_render(&r->srv->metrics, names, count, label);
+    cg_ledger_stats stats;
+    cg_ledger *ledger = ledger_enter(r);
+    if (ledger) {
+        cg_ledger_stats_get(ledger, &stats);
+        ledger_leave(r);
+    }
+    char *text = metrics_render(&r->srv->metrics, names, count, label, ledger ? &stats : NULL);
     if (!text) return fail(r, 503, "out_of_memory", "", "cannot render metrics");
     r->out_text_owned = text;
     r->out_text_bytes = strlen(text);

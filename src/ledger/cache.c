@@ -171,6 +171,10 @@ static void forget(ledger_cache *c, int32_t i) {
     *head = i;
 }
 
+int64_t ledger_cache_bytes(const ledger_cache *c) {
+    return c ? (int64_t)c->used * (int64_t)sizeof(member_entry) : 0;
+}
+
 void ledger_cache_op_begin(ledger_cache *c) {
     if (!c) return;
     c->touched_count = 0;

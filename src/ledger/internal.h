@@ -77,6 +77,7 @@ member_entry *ledger_cache_add(ledger_cache *cache, const char *member_id); /* N
 void ledger_cache_op_begin(ledger_cache *cache);
 void ledger_cache_op_rollback(ledger_cache *cache);
 ledger_cache_stats ledger_cache_stats_get(const ledger_cache *cache);
+int64_t ledger_cache_bytes(const ledger_cache *cache); /* entries handed out so far */
 
 int lg_member_at(ledger_shard *l, const char *member_id, int64_t at_us, cg_member_state *out,
                  cg_err *err);
@@ -147,6 +148,13 @@ struct ledger_shard {
     int64_t data_version;    /* the store's, at the last batch: another writer changes it */
     bool data_version_known;
     cg_grant *scratch_grants; /* CG_MEMBER_GRANTS_MAX: a member's open grants during one op */
+    int64_t holds_delta;     /* held charges opened − closed by the batch so far, writer only;
+                                published to holds_open when the batch commits */
+    /* published by the writer after each batch, read by cg_ledger_stats_get */
+    _Atomic int64_t holds_open;     /* -1: the store cannot count */
+    _Atomic int64_t cache_bytes;
+    _Atomic int64_t member_cache_bytes;
+    _Atomic int64_t batches, calls;
 };
 
 struct cg_ledger {

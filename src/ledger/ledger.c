@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -113,10 +114,25 @@ static int apply_guarded(ledger_shard *l, ledger_op *op, int64_t now_us, cg_err 
     int rc = s->ops->savepoint(s, err);
     if (rc) return rc;
     ledger_cache_op_begin(l->cache);
+    int64_t holds_delta = l->holds_delta;
     op->rc = ledger_apply(l, op, now_us);
     assert(op->rc <= 0);
-    if (op->rc) ledger_cache_op_rollback(l->cache);
+    if (op->rc) {
+        ledger_cache_op_rollback(l->cache);
+        l->holds_delta = holds_delta;
+    }
     return op->rc ? s->ops->savepoint_rollback(s, err) : s->ops->savepoint_release(s, err);
+}
+
+/* After a commit: what cg_ledger_stats_get reads. */
+static void publish_stats(ledger_shard *l, int n) {
+    if (atomic_load(&l->holds_open) >= 0) atomic_fetch_add(&l->holds_open, l->holds_delta);
+    assert(atomic_load(&l->holds_open) >= -1);
+    l->holds_delta = 0;
+    atomic_fetch_add(&l->batches, 1);
+    atomic_fetch_add(&l->calls, n);
+    if (l->store->ops->cache_bytes) atomic_store(&l->cache_bytes, l->store->ops->cache_bytes(l->store));
+    atomic_store(&l->member_cache_bytes, ledger_cache_bytes(l->cache));
 }
 
 /* Applies ops[0..n) in one transaction and commits it (durable after the next sync). Each
@@ -139,6 +155,7 @@ static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
         return;
     }
     int64_t swept_at_us = l->swept_at_us;
+    l->holds_delta = 0;
     int rc = batch_begin(l, now_us, n, &err);
     bool guarded = false;
     for (int i = 0; i < n && !rc; i++) {
@@ -157,6 +174,7 @@ static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
         s->ops->rollback(s, &ignored);
         ledger_cache_clear(l->cache); /* written through by ops now undone */
         l->swept_at_us = swept_at_us; /* the sweep, too, runs again */
+        l->holds_delta = 0;
         guarded = true;
         rc = batch_begin(l, now_us, n, &err);
         for (int k = 0; k < i && !rc; k++) rc = apply_guarded(l, ops[k], now_us, &err);
@@ -164,12 +182,14 @@ static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
         op->err = refusal;
     }
     if (!rc) rc = s->ops->commit(s, &err);
+    if (!rc) publish_stats(l, n);
     if (rc) {
         /* Nothing of this batch is durable: every op that had succeeded now fails, and the
          * cache, written through op by op, is ahead of the store. */
         cg_err ignored;
         s->ops->rollback(s, &ignored);
         ledger_cache_clear(l->cache);
+        l->holds_delta = 0;
         for (int i = 0; i < n; i++) {
             if (ops[i]->rc != CG_OK) continue; /* its own refusal stands: it changed nothing */
             ops[i]->rc = cg_err_set(&ops[i]->err, CG_EUNAVAILABLE,
@@ -343,6 +363,14 @@ static void shard_close(ledger_shard *l) {
 static int shard_open(cg_store *store_take, const cg_ledger_config *config, int index,
                       int cache_members_max, ledger_shard **out, cg_err *err) {
     *out = NULL;
+    int64_t held = -1; /* held charges now: the start of cg_ledger_stats.holds_open */
+    if (store_take->ops->count_held) {
+        int rc = store_take->ops->count_held(store_take, &held, err);
+        if (rc) {
+            cg_store_close(store_take);
+            return rc;
+        }
+    }
     ledger_shard *l = calloc(1, sizeof *l);
     int cache_rc = CG_OK;
     if (l) {
@@ -362,6 +390,7 @@ static int shard_open(cg_store *store_take, const cg_ledger_config *config, int 
     l->store = store_take;
     l->config = *config;
     l->index = index;
+    atomic_init(&l->holds_open, held);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->not_empty, NULL);
     pthread_cond_init(&l->not_full, NULL);
@@ -609,6 +638,23 @@ int cg_ledger_charges(cg_ledger *l, const char *member_id, const char *before, i
                     .object_id = before ? before : "", .limit = limit, .count = count,
                     .cursor = next};
     return submit(shard_for(l, member_id), &op, err);
+}
+
+void cg_ledger_stats_get(cg_ledger *l, cg_ledger_stats *out) {
+    assert(l && out);
+    memset(out, 0, sizeof *out);
+    out->shards = l->shard_count;
+    for (int i = 0; i < l->shard_count; i++) {
+        ledger_shard *sh = l->shards[i];
+        int64_t held = atomic_load(&sh->holds_open);
+        if (held < 0 || out->holds_open < 0) out->holds_open = -1;
+        else out->holds_open += held;
+        out->page_cache_bytes += atomic_load(&sh->cache_bytes);
+        out->member_cache_bytes += atomic_load(&sh->member_cache_bytes);
+        out->batches += atomic_load(&sh->batches);
+        out->calls += atomic_load(&sh->calls);
+    }
+    if (!l->partitioned && l->shard_count > 0) out->holds_open = -1;
 }
 
 /* Verifies every shard (one, when the shards share a database) and adds up the reports. */

@@ -472,7 +472,9 @@ static int op_charge(ledger_shard *l, ledger_op *op, int64_t now_us) {
     journal j = {.ledger = l, .store = s, .member_id = in->member_id, .now_us = now_us};
     if ((rc = charge_hold(l, c, &j, now_us, &op->err))) return rc;
     if ((rc = s->ops->charge_insert(s, c, &op->err))) return rc;
-    return idem_end(s, &ic, &op->err);
+    if ((rc = idem_end(s, &ic, &op->err))) return rc;
+    l->holds_delta++;
+    return CG_OK;
 }
 
 /* ---- settle: capture / release / expiry of a hold ---- */
@@ -522,7 +524,9 @@ static int settle(ledger_shard *l, cg_charge *c, int64_t final, cg_charge_status
     c->captured = final;
     c->held = 0;
     c->settled_at_us = now_us;
-    return s->ops->charge_update(s, c, err);
+    rc = s->ops->charge_update(s, c, err);
+    if (!rc) l->holds_delta--;
+    return rc;
 }
 
 static const char *op_name(ledger_op_kind kind) {
@@ -736,8 +740,12 @@ static int sweep_each(ledger_shard *l, const cg_store_ref *refs, int count, swee
         if (rc) return rc;
         cg_err item_err;
         ledger_cache_op_begin(l->cache);
+        int64_t holds_delta = l->holds_delta;
         rc = fn(l, &refs[i], now_us, &item_err);
-        if (rc) ledger_cache_op_rollback(l->cache);
+        if (rc) {
+            ledger_cache_op_rollback(l->cache);
+            l->holds_delta = holds_delta;
+        }
         rc = rc ? s->ops->savepoint_rollback(s, err) : s->ops->savepoint_release(s, err);
         if (rc) return rc;
     }

@@ -864,6 +864,25 @@ static int sq_shard_mark(cg_store *store, const cg_store_shard *want, cg_store_s
     return rc;
 }
 
+static int sq_count_held(cg_store *store, int64_t *count, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = NULL; /* once per open: prepared on the spot; charges_due covers it */
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM charges WHERE status = 0", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_fail(s, err, "prepare count of held charges");
+    int step = sqlite3_step(st);
+    *count = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return step == SQLITE_ROW ? CG_OK : db_fail(s, err, "count held charges");
+}
+
+static int64_t sq_cache_bytes(cg_store *store) {
+    int used = 0, highwater = 0;
+    if (sqlite3_db_status(from(store)->db, SQLITE_DBSTATUS_CACHE_USED, &used, &highwater, 0))
+        return 0;
+    return used;
+}
+
 /* ---- verify scans ---- */
 
 static void read_sum(sqlite3_stmt *st, int col, const char *member_id, const char *object_id,
@@ -1176,6 +1195,8 @@ static const cg_store_ops sqlite_ops = {
     .charges_page = sq_charges_page,
     .grant_update_credits = sq_grant_update_credits,
     .shard_mark = sq_shard_mark,
+    .count_held = sq_count_held,
+    .cache_bytes = sq_cache_bytes,
 };
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {

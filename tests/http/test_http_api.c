@@ -719,7 +719,45 @@ static void test_metrics_count_decisions_and_charges(void **state) {
     assert_non_null(strstr(r.body, "creditgate_charged_credits_total{model=\"sora-2\"} 250"));
     assert_non_null(strstr(r.body, "creditgate_holds_outstanding"));
     assert_non_null(strstr(r.body, "route=\"/v1/charges\",status=\"402\""));
+    assert_non_null(strstr(r.body, "creditgate_ledger_page_cache_bytes "));
+    assert_non_null(strstr(r.body, "creditgate_ledger_batches_total "));
     expect(&r, 200, NULL);
+}
+
+/* The value of an unlabelled metric line "NAME VALUE"; fails the test if absent. */
+static long long metric_value(const char *name) {
+    tc_response r = tc_request(port, "GET", "/metrics", NULL, NULL, NULL);
+    char key[128];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *at = strstr(r.body, key);
+    assert_non_null(at);
+    long long v = strtoll(at + strlen(key), NULL, 10);
+    tc_free(&r);
+    return v;
+}
+
+/* creditgate_holds_outstanding is the ledger's count: a charge opens one, a release closes it. */
+static void test_metrics_holds_outstanding_follows_the_ledger(void **state) {
+    (void)state;
+    put_member("h1", "plus", "monthly", "2025-11-25");
+    grant("h1", 1000);
+    long long before = metric_value("creditgate_holds_outstanding");
+    long long calls = metric_value("creditgate_ledger_calls_total");
+    assert_true(before >= 0);
+    tc_response r = tc_request(port, "POST", "/v1/charges", service, "Idempotency-Key: h1-a\r\n",
+                               "{\"member_id\":\"h1\",\"model\":\"midjourney\"}");
+    assert_int_equal(r.status, 201);
+    char id[64], path[160];
+    charge_id(&r, id, sizeof id);
+    tc_free(&r);
+    assert_int_equal(metric_value("creditgate_holds_outstanding"), before + 1);
+    assert_true(metric_value("creditgate_ledger_calls_total") > calls);
+    snprintf(path, sizeof path, "/v1/charges/%s/release", id);
+    r = tc_request(port, "POST", path, service, "Idempotency-Key: h1-a-rel\r\n",
+                   "{\"member_id\":\"h1\"}");
+    assert_int_equal(r.status, 200);
+    tc_free(&r);
+    assert_int_equal(metric_value("creditgate_holds_outstanding"), before);
 }
 
 /* ---- reload ------------------------------------------------------------------------------ */
@@ -905,6 +943,7 @@ int main(void) {
         cmocka_unit_test(test_member_charges_lists_unlimited_and_charged),
         cmocka_unit_test(test_charge_insufficient_402),
         cmocka_unit_test(test_metrics_count_decisions_and_charges),
+        cmocka_unit_test(test_metrics_holds_outstanding_follows_the_ledger),
         cmocka_unit_test(test_reload_good_then_broken_keeps_old),
         cmocka_unit_test(test_reload_during_charges),
         cmocka_unit_test(test_reload_rotates_keys_and_keeps_tokens),

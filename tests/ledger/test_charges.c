@@ -297,6 +297,63 @@ static void test_expired_hold_backlog_drains(void **state) {
     assert_verify_clean(l);
 }
 
+static int64_t holds_open(cg_ledger *l) {
+    cg_ledger_stats st;
+    cg_ledger_stats_get(l, &st);
+    return st.holds_open;
+}
+
+/* The holds gauge of /metrics: every way a hold opens or closes, and a restart. */
+static void test_stats_count_open_holds(void **state) {
+    cg_ledger *l = *state;
+    const char *dsn_env = getenv("CG_TEST_DB");
+    bool sqlite = !dsn_env || !strncmp(dsn_env, "sqlite:", 7);
+    if (!sqlite) { /* shared database: other servers change it, so it cannot be counted */
+        assert_int_equal(holds_open(l), -1);
+        return;
+    }
+    assert_int_equal(holds_open(l), 0);
+    put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
+    put_member(l, "m2", "free", "monthly", T0 - DAY_US, 0);
+    grant_simple(l, "m1", 100);
+    grant_simple(l, "m2", 15);
+    cg_charge a = charge_mj(l, "m1", "a"), b = charge_mj(l, "m1", "b");
+    charge_mj(l, "m2", "c");
+    assert_int_equal(holds_open(l), 3);
+    charge_mj(l, "m1", "a"); /* a replay opens nothing */
+    cg_charge out;
+    cg_err err = {0};
+    assert_int_equal(charge_try(l, "m2", "d", "midjourney", NULL, &out, &err), CG_EINSUFFICIENT);
+    assert_int_equal(holds_open(l), 3);
+    assert_cg_ok(settle_try(l, 'c', "m1", a.charge_id, "cap-a", -1, &out, &err), err);
+    assert_int_equal(settle_try(l, 'c', "m1", a.charge_id, "cap-a2", -1, &out, &err),
+                     CG_ESTATE); /* capture twice: refused, closes nothing more */
+    assert_int_equal(holds_open(l), 2);
+    assert_cg_ok(settle_try(l, 'r', "m1", b.charge_id, "rel-b", 0, &out, &err), err);
+    assert_int_equal(holds_open(l), 1);
+    fx_now_us = T0 + 900 * CG_US_PER_S; /* the TTL: m2's hold expires on the next batch */
+    assert_int_equal(balance_of(l, "m2")->held, 0);
+    assert_int_equal(holds_open(l), 0);
+    charge_mj(l, "m1", "e");
+    charge_mj(l, "m1", "f");
+    assert_int_equal(holds_open(l), 2);
+    cg_ledger_stats st;
+    cg_ledger_stats_get(l, &st);
+    assert_true(st.batches > 0 && st.calls >= st.batches);
+    assert_true(st.page_cache_bytes > 0);
+    assert_true(st.member_cache_bytes > 0);
+    /* reopened: counted from the store */
+    cg_ledger_close(l);
+    *state = NULL;
+    char dsn[600];
+    snprintf(dsn, sizeof dsn, "sqlite:%s", fx_path);
+    cg_ledger_config cfg;
+    fx_config(&cfg, true);
+    assert_cg_ok(cg_ledger_open_dsn(dsn, &cfg, &l, &err), err);
+    *state = l;
+    assert_int_equal(holds_open(l), 2);
+}
+
 /* "A charge is decided on the member's state at the instant of use." */
 static void test_charge_uses_member_state_at_instant_of_use(void **state) {
     cg_ledger *l = *state;
@@ -391,6 +448,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hold_capturable_just_before_ttl, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_hold_released_automatically_at_ttl, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_expired_hold_backlog_drains, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stats_count_open_holds, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_uses_member_state_at_instant_of_use, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_member_put_rejects_unknown_plan, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_history_pages_in_order, fx_setup, fx_teardown),
