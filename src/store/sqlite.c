@@ -65,8 +65,8 @@ static const char *const migrations[] = {
     /* 2: a member's charges newest first (cg_ledger_charges, the My Credits page). */
     "CREATE INDEX charges_by_time ON charges (member_id, created_at_us, charge_id);",
     /* 3: this file's place in a sharded ledger (store.h shard_mark); one row, written once. */
-    "CREATE TABLE shard (id INTEGER PRIMARY KEY CHECK (id = 0), shard_index INTEGER NOT NULL,"
-    " shard_count INTEGER NOT NULL, ledger_id TEXT NOT NULL);",
+    ("CREATE TABLE shard (id INTEGER PRIMARY KEY CHECK (id = 0), shard_index INTEGER NOT NULL,"
+     " shard_count INTEGER NOT NULL, ledger_id TEXT NOT NULL);"),
 };
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == CG_STORE_SCHEMA_VERSION,
