@@ -90,6 +90,8 @@ static int sweep(cg_http_server *srv, int64_t now_us) {
         if (deadline_us == 0 || now_us < deadline_us || cs->fd < 0) continue;
         /* once: libmicrohttpd sees the end of the socket and closes the connection itself */
         atomic_store_explicit(&cs->deadline_at_us, 0, memory_order_relaxed);
+        /* counted before the cut: a client that sees its socket end then reads /metrics finds it */
+        atomic_fetch_add_explicit(&srv->metrics.deadline_cuts, 1, memory_order_relaxed);
         shutdown(cs->fd, SHUT_RDWR);
         cut++;
     }
@@ -114,7 +116,6 @@ static void *watchdog_main(void *arg) {
         pthread_mutex_unlock(&srv->watch_lock);
         int cut = sweep(srv, cg_time_now_us());
         if (cut > 0) {
-            atomic_fetch_add_explicit(&srv->metrics.deadline_cuts, (uint64_t)cut, memory_order_relaxed);
             char members[96];
             snprintf(members, sizeof members, "\"cut\":%d,\"timeout_s\":%d", cut,
                      (int)srv->config.timeout_s);
