@@ -74,6 +74,17 @@ static uint64_t next_rand(uint64_t *s) { /* xorshift64*: uniform member choice *
     return *s * UINT64_C(2685821657736338717);
 }
 
+/* write_bytes of /proc/self/io: what this process sent to the disk so far. */
+static int64_t disk_write_bytes(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    char line[128];
+    long long v = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "write_bytes: %lld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
 static long rss_kib(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -164,6 +175,7 @@ static int cmp_u32(const void *a, const void *b) {
 typedef struct run_result {
     double pairs_per_s;
     double cpu_us_per_pair; /* all threads of this process: comparable on a busy machine */
+    double disk_kib_per_pair; /* bytes this process caused to be written to disk (WAL, checkpoints) */
     double p50_ms, p99_ms, max_ms;
     int64_t failures;
 } run_result;
@@ -185,6 +197,7 @@ static double cpu_s(void) {
 static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint64_t seed) {
     caller *cs = calloc((size_t)callers, sizeof *cs);
     double start = now_s(), cpu_start = cpu_s();
+    int64_t disk_start = disk_write_bytes();
     for (int i = 0; i < callers; i++) {
         cs[i] = (caller){.ledger = l, .id = i, .members = o->members,
                          .rng = seed * 7919 + (uint64_t)i * 104729 + 1,
@@ -194,6 +207,7 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     }
     run_threads(cs, callers, pairs_main);
     double elapsed = now_s() - start, cpu = cpu_s() - cpu_start;
+    int64_t disk = disk_write_bytes() - disk_start;
     int64_t total = 0, samples = 0;
     run_result r = {0};
     for (int i = 0; i < callers; i++) total += cs[i].pairs, samples += cs[i].lat_count,
@@ -208,6 +222,7 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     qsort(all, (size_t)samples, sizeof *all, cmp_u32);
     r.pairs_per_s = total / elapsed;
     r.cpu_us_per_pair = total ? cpu * 1e6 / total : 0;
+    r.disk_kib_per_pair = total ? (double)disk / 1024 / total : 0;
     if (samples) {
         r.p50_ms = all[samples / 2] / 1e3;
         r.p99_ms = all[(samples * 99) / 100] / 1e3;
@@ -369,8 +384,9 @@ int main(int argc, char **argv) {
             run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1));
             (is_group ? group[mode - 1] : naive)[i] = r;
             printf("  %3d callers: %9.0f pairs/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms"
-                   "  cpu %5.0f us/pair  failures %" PRId64 "\n", o.callers[i], r.pairs_per_s,
-                   r.p50_ms, r.p99_ms, r.max_ms, r.cpu_us_per_pair, r.failures);
+                   "  cpu %5.0f us/pair  disk %5.1f KiB/pair  failures %" PRId64 "\n",
+                   o.callers[i], r.pairs_per_s, r.p50_ms, r.p99_ms, r.max_ms, r.cpu_us_per_pair,
+                   r.disk_kib_per_pair, r.failures);
         }
         cg_verify_report rep;
         double t0 = now_s();

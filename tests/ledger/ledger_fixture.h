@@ -1,9 +1,8 @@
 /* ledger_fixture.h — a fresh ledger per test over the backend named by CG_TEST_DB
  * (unset: a new SQLite file under $TMPDIR; "sqlite:DIR" for files in DIR; a PostgreSQL
  * DSN: a new schema per test in that database, see tests/pg/), with the bundled policy and a
- * fake clock the test moves. CG_TEST_SHARDS sets the shard count (unset: the default, so a
- * SQLite ledger is spread over CG_LEDGER_SHARDS_DEFAULT files and every test crosses shards
- * whenever it uses two members). */
+ * fake clock the test moves. CG_TEST_SHARDS sets the shard count (unset: a SQLite ledger is
+ * spread over two files, so every test crosses shards whenever it uses two members). */
 #ifndef CREDITGATE_TEST_LEDGER_FIXTURE_H
 #define CREDITGATE_TEST_LEDGER_FIXTURE_H
 
@@ -91,7 +90,11 @@ static inline void fx_config(cg_ledger_config *c, bool group_commit) {
     c->group_commit = group_commit;
     c->clock_us = fx_clock;
     c->sweep_interval_us = 0; /* sweep on every batch: tests see expiry at once */
-    c->shards = getenv("CG_TEST_SHARDS") ? atoi(getenv("CG_TEST_SHARDS")) : 0;
+    /* SQLite: two shard files, so every test with two members crosses shards; PostgreSQL: the
+     * default (one connection) */
+    const char *db = getenv("CG_TEST_DB");
+    bool sqlite = !db || !strncmp(db, "sqlite:", 7);
+    c->shards = getenv("CG_TEST_SHARDS") ? atoi(getenv("CG_TEST_SHARDS")) : sqlite ? 2 : 0;
 }
 
 static inline int fx_open_mode(void **state, bool group_commit) {
