@@ -48,9 +48,9 @@
 #define CG_LEDGER_QUEUE_OPS_MAX 4096    /* calls waiting for the writer; callers block beyond */
 #define CG_LEDGER_BATCH_OPS_MAX 1024    /* calls applied in one transaction */
 #define CG_LEDGER_SHARDS_MAX 16         /* writers (SQLite: files) members are spread over */
-#define CG_LEDGER_SHARDS_DEFAULT 1      /* a new SQLite ledger's shard count. More shards
-                                           bring more writers, not more disk: on one disk the
-                                           ledger is bound by the bytes it writes (bench/RESULTS.md) */
+#define CG_LEDGER_SHARDS_DEFAULT 2      /* a new SQLite ledger's shard count: a writer per
+                                           core here, 1.3–1.4x one shard's pairs/s on a quiet
+                                           machine, no gain on a busy one (bench/RESULTS.md) */
 #define CG_LEDGER_SWEEP_PER_BATCH_MAX 64 /* expired holds / grants / keys handled per batch */
 #define CG_VERIFY_PROBLEMS_MAX 16       /* differences quoted in a verify report */
 #define CG_HOLD_TTL_S_DEFAULT 900       /* 15 minutes, when the policy sets none */
