@@ -51,6 +51,8 @@
 #define CG_LEDGER_SHARDS_DEFAULT 2      /* a new SQLite ledger's shard count: a writer per
                                            core here, 1.3–1.4x one shard's pairs/s on a quiet
                                            machine, no gain on a busy one (bench/RESULTS.md) */
+#define CG_LEDGER_PG_CONNECTIONS_DEFAULT 4 /* a PostgreSQL ledger's writer connections: 2.1x
+                                           one connection's pairs/s at 64 callers */
 #define CG_LEDGER_SWEEP_PER_BATCH_MAX 64 /* expired holds / grants / keys handled per batch */
 #define CG_VERIFY_PROBLEMS_MAX 16       /* differences quoted in a verify report */
 #define CG_HOLD_TTL_S_DEFAULT 900       /* 15 minutes, when the policy sets none */
@@ -113,8 +115,9 @@ typedef struct cg_ledger_config {
                                     writer thread; an existing database keeps the count it was
                                     created with (stored in each file). PostgreSQL: connections,
                                     each with its own writer, to the one database. 0: default
-                                    (CG_LEDGER_SHARDS_DEFAULT for a new SQLite file, 1 for
-                                    PostgreSQL). At most CG_LEDGER_SHARDS_MAX */
+                                    (CG_LEDGER_SHARDS_DEFAULT for a new SQLite file,
+                                    CG_LEDGER_PG_CONNECTIONS_DEFAULT for PostgreSQL). At most
+                                    CG_LEDGER_SHARDS_MAX */
 } cg_ledger_config;
 
 typedef struct cg_ledger cg_ledger;

@@ -536,7 +536,7 @@ int cg_ledger_open_dsn(const char *dsn, const cg_ledger_config *config, cg_ledge
         if (!rc) rc = open_partitions(dsn, &first, created, stores, err);
         n = first.count;
     } else {
-        if (!n) n = 1;
+        if (!n) n = CG_LEDGER_PG_CONNECTIONS_DEFAULT;
         for (int i = 1; i < n && !rc; i++) rc = cg_store_open(dsn, &stores[i], err);
     }
     if (rc) {
