@@ -1,6 +1,8 @@
 /* test_time.c — calendar dates and instants: strict parsing, leap years, the policy offset,
  * and the clamped anniversary used by "1 year" benefits. */
 #include "testlib.h"
+
+#include <time.h>
 #include "creditgate/time.h"
 
 #define SEOUL (9 * 3600)
@@ -93,8 +95,51 @@ static void test_utc_offsets(void **s) {
     assert_int_equal(cg_utc_offset_parse("0900", &off, &err), CG_EINVAL);
 }
 
+/* The hand-written formatter against snprintf's text, over instants from year 0 to 9999
+ * (and beyond, where it falls back), whole and fractional seconds, offsets either side. */
+static void test_format_matches_printf(void **state) {
+    (void)state;
+    uint64_t x = 88172645463325252u;
+    const int32_t offsets[] = {0, 9 * 3600, -5 * 3600 - 1800, 14 * 3600, -12 * 3600, 345 * 60};
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        /* ±12,000 years around 1970 in µs, every fourth a whole second */
+        int64_t at = (int64_t)(x % (2 * INT64_C(378691200000000000))) - INT64_C(378691200000000000);
+        if (i % 4 == 0) at -= at % CG_US_PER_S;
+        int32_t off = offsets[i % 6];
+        char got[64], want[64];
+        cg_time_format(at, off, got, sizeof got);
+        int64_t local = at + (int64_t)off * CG_US_PER_S;
+        int64_t day = local >= 0 ? local / CG_US_PER_DAY : -((-local + CG_US_PER_DAY - 1) / CG_US_PER_DAY);
+        int64_t us = local - day * CG_US_PER_DAY, sec = us / CG_US_PER_S, frac = us % CG_US_PER_S;
+        char date[32], frac_text[16] = "";
+        time_t day_s = (time_t)day * 86400; /* the calendar from libc, not from us */
+        struct tm tm;
+        assert_non_null(gmtime_r(&day_s, &tm));
+        snprintf(date, sizeof date, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday);
+        if (frac) snprintf(frac_text, sizeof frac_text, ".%06lld", (long long)frac);
+        int32_t a = off < 0 ? -off : off;
+        snprintf(want, sizeof want, "%sT%02d:%02d:%02d%s%c%02d:%02d", date, (int)(sec / 3600),
+                 (int)(sec / 60 % 60), (int)(sec % 60), frac_text, off < 0 ? '-' : '+',
+                 (int)(a / 3600), (int)(a / 60 % 60));
+        assert_string_equal(got, want);
+    }
+    char small[8]; /* a short buffer is truncated like snprintf, never overrun */
+    cg_time_format(0, 0, small, sizeof small);
+    assert_string_equal(small, "1970-01");
+    cg_date_format(0, small, 5);
+    assert_string_equal(small, "1970");
+    char date[16];
+    cg_date_format(-719528, date, sizeof date); /* 0000-01-01 */
+    assert_string_equal(date, "0000-01-01");
+    cg_date_format(2932896, date, sizeof date); /* 9999-12-31 */
+    assert_string_equal(date, "9999-12-31");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format_matches_printf),
         cmocka_unit_test(test_dates_parse_and_format_round_trip),
         cmocka_unit_test(test_impossible_dates_are_refused),
         cmocka_unit_test(test_anniversary_clamps_feb_29),
