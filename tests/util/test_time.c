@@ -107,7 +107,7 @@ static void test_format_matches_printf(void **state) {
         int64_t at = (int64_t)(x % (2 * INT64_C(378691200000000000))) - INT64_C(378691200000000000);
         if (i % 4 == 0) at -= at % CG_US_PER_S;
         int32_t off = offsets[i % 6];
-        char got[64], want[64];
+        char got[64], want[128];
         cg_time_format(at, off, got, sizeof got);
         int64_t local = at + (int64_t)off * CG_US_PER_S;
         int64_t day = local >= 0 ? local / CG_US_PER_DAY : -((-local + CG_US_PER_DAY - 1) / CG_US_PER_DAY);
