@@ -128,6 +128,10 @@ void cg_ledger_config_default(cg_ledger_config *config);
  * config->group_commit. */
 int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledger **out,
                    cg_err *err);
+/* Points the ledger at another engine: a policy reload, without closing and reopening the
+ * ledger. The caller guarantees that no call is in flight (the server holds its ledger lock
+ * for writing) and keeps `engine` alive until the next set_engine or close. */
+void cg_ledger_set_engine(cg_ledger *ledger, const cg_engine *engine);
 /* Applies everything queued, stops the writer, closes the store. NULL is a no-op. */
 void cg_ledger_close(cg_ledger *ledger);
 /* Opens the ledger at dsn (as in cg_store_open) with all its shards: for SQLite, PATH holds

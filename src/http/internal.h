@@ -166,8 +166,8 @@ struct cg_http_server {
     /* The policy in force. Readers take a reference under snap_lock; reload swaps. */
     pthread_mutex_t snap_lock;
     snapshot *snap;
-    /* The ledger borrows one engine for its life, so a reload reopens it: requests hold
-       ledger_lock for reading around each ledger call, reload takes it for writing. */
+    /* Requests hold ledger_lock for reading around each ledger call; a reload takes it for
+       writing to point the ledger at the new engine (cg_ledger_set_engine) between calls. */
     pthread_rwlock_t ledger_lock;
     cg_ledger *ledger;
     pthread_mutex_t reload_lock; /* one reload at a time */

@@ -678,20 +678,15 @@ static void log_reload(cg_http_server *srv, bool ok, const char *detail) {
     cg_http_server_log(srv, "policy_reload", members);
 }
 
-/* Swaps in the new snapshot, reopening the ledger over its engine first. */
+/* Swaps in the new snapshot, pointing the ledger at its engine first (the ledger stays open:
+ * its queue, caches and files carry on; a call queued after the swap sees the new rules). */
 static int reload_swap(cg_http_server *srv, snapshot *next, cg_err *err) {
-    int rc = CG_OK;
-    if (srv->config.db_path[0]) {
+    (void)err;
+    if (srv->ledger) {
         pthread_rwlock_wrlock(&srv->ledger_lock); /* waits for ledger calls in flight */
-        cg_ledger_close(srv->ledger);
-        rc = open_ledger(srv, next, &srv->ledger, err);
-        if (rc) { /* keep serving with the old rules rather than without a ledger */
-            cg_err again;
-            open_ledger(srv, srv->snap, &srv->ledger, &again);
-        }
+        cg_ledger_set_engine(srv->ledger, &next->engine);
         pthread_rwlock_unlock(&srv->ledger_lock);
     }
-    if (rc) return rc;
     pthread_mutex_lock(&srv->snap_lock);
     snapshot *old = srv->snap;
     srv->snap = next;

@@ -546,6 +546,19 @@ int cg_ledger_open_dsn(const char *dsn, const cg_ledger_config *config, cg_ledge
     return ledger_open_stores(stores, n, partitioned, config, out, err);
 }
 
+void cg_ledger_set_engine(cg_ledger *l, const cg_engine *engine) {
+    assert(l);
+    l->config.engine = engine;
+    /* Under each shard's queue lock: the writer takes its next call under it, so it reads the
+     * new engine for every call queued from now on (none is in flight: the caller's promise). */
+    for (int i = 0; i < l->shard_count; i++) {
+        ledger_shard *sh = l->shards[i];
+        pthread_mutex_lock(&sh->mu);
+        sh->config.engine = engine;
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
 /* The shard that owns member_id: FNV-1a of its bytes. Part of the on-disk layout of a sharded
  * SQLite ledger — never change it. A missing id goes to shard 0, which refuses it. */
 static ledger_shard *shard_for(cg_ledger *l, const char *member_id) {

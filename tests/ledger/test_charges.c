@@ -354,6 +354,37 @@ static void test_stats_count_open_holds(void **state) {
     assert_int_equal(holds_open(l), 2);
 }
 
+/* A policy reload: the next call is decided by the new engine, the ledger stays open. */
+static void test_set_engine_applies_to_the_next_call(void **state) {
+    cg_ledger *l = *state;
+    char path[] = "/tmp/cg-policy-swap-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "sed 's/^version: carat-2026-11/version: carat-swapped/' %s > %s",
+             CG_TEST_POLICY, path);
+    assert_int_equal(system(cmd), 0);
+    cg_policy_set set2;
+    cg_engine engine2;
+    cg_err err = {0};
+    cg_policy_set_init(&set2);
+    assert_cg_ok(cg_policy_set_load_file(&set2, path, &err), err);
+    assert_cg_ok(cg_engine_init(&engine2, &set2, &err), err);
+    unlink(path);
+    put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
+    grant_simple(l, "m1", 100);
+    assert_string_equal(charge_mj(l, "m1", "before").policy_version, "carat-2026-11");
+    cg_ledger_set_engine(l, &engine2);
+    assert_string_equal(charge_mj(l, "m1", "after").policy_version, "carat-swapped");
+    assert_string_equal(charge_mj(l, "m1", "before").policy_version, "carat-2026-11"); /* replay */
+    cg_ledger_set_engine(l, &fx_engine);
+    cg_engine_free(&engine2);
+    cg_policy_set_free(&set2);
+    assert_string_equal(charge_mj(l, "m1", "again").policy_version, "carat-2026-11");
+    assert_verify_clean(l);
+}
+
 /* "A charge is decided on the member's state at the instant of use." */
 static void test_charge_uses_member_state_at_instant_of_use(void **state) {
     cg_ledger *l = *state;
@@ -449,6 +480,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hold_released_automatically_at_ttl, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_expired_hold_backlog_drains, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_open_holds, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_set_engine_applies_to_the_next_call, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_uses_member_state_at_instant_of_use, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_member_put_rejects_unknown_plan, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_history_pages_in_order, fx_setup, fx_teardown),
