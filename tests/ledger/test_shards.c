@@ -52,6 +52,17 @@ static void add_members(cg_ledger *l, int n) {
     }
 }
 
+/* A fresh ledger at dsn over `shards` files with `members` members (each charged once), closed. */
+static void populated(char *dsn, size_t dsn_bytes, int shards, int members) {
+    fresh(dsn, dsn_bytes);
+    cg_ledger *l = NULL;
+    cg_err err = {0};
+    assert_cg_ok(open_at(dsn, shards, &l, &err), err);
+    add_members(l, members);
+    assert_verify_clean(l);
+    cg_ledger_close(l);
+}
+
 static void test_members_spread_over_every_shard_and_stay_there(void **state) {
     (void)state;
     if (!on_sqlite()) return;
@@ -94,13 +105,9 @@ static void test_verify_reports_a_problem_in_any_shard(void **state) {
     (void)state;
     if (!on_sqlite()) return;
     char dsn[600];
-    fresh(dsn, sizeof dsn);
+    populated(dsn, sizeof dsn, 2, 20);
     cg_ledger *l = NULL;
     cg_err err = {0};
-    assert_cg_ok(open_at(dsn, 2, &l, &err), err);
-    add_members(l, 20);
-    assert_verify_clean(l);
-    cg_ledger_close(l);
     char file[560];
     fx_shard_file(1, file, sizeof file);
     sqlite3 *db = NULL;
@@ -124,12 +131,9 @@ static void test_a_missing_shard_file_is_refused(void **state) {
     (void)state;
     if (!on_sqlite()) return;
     char dsn[600];
-    fresh(dsn, sizeof dsn);
+    populated(dsn, sizeof dsn, 2, 10);
     cg_ledger *l = NULL;
     cg_err err = {0};
-    assert_cg_ok(open_at(dsn, 2, &l, &err), err);
-    add_members(l, 10);
-    cg_ledger_close(l);
     char file[560], moved[600];
     fx_shard_file(1, file, sizeof file);
     snprintf(moved, sizeof moved, "%s.away", file);
@@ -156,10 +160,7 @@ static void test_a_shard_of_another_ledger_is_refused(void **state) {
     cg_err err = {0};
     assert_cg_ok(open_at(dsn_a, 2, &l, &err), err);
     cg_ledger_close(l);
-    fresh(dsn_b, sizeof dsn_b);
-    assert_cg_ok(open_at(dsn_b, 2, &l, &err), err);
-    add_members(l, 4);
-    cg_ledger_close(l);
+    populated(dsn_b, sizeof dsn_b, 2, 4);
     /* b's second file replaced by a's */
     char file_a[600], file_b[560];
     snprintf(file_a, sizeof file_a, "%s.shard1", path_a);
@@ -190,12 +191,9 @@ static void test_a_single_file_ledger_stays_single(void **state) {
     (void)state;
     if (!on_sqlite()) return;
     char dsn[600];
-    fresh(dsn, sizeof dsn);
+    populated(dsn, sizeof dsn, 1, 6);
     cg_ledger *l = NULL;
     cg_err err = {0};
-    assert_cg_ok(open_at(dsn, 1, &l, &err), err);
-    add_members(l, 6);
-    cg_ledger_close(l);
     sqlite3 *db = NULL; /* as a version-2 database would look: no shard row */
     assert_int_equal(sqlite3_open(fx_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "DELETE FROM shard", 0, 0, 0), SQLITE_OK);
