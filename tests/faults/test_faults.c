@@ -50,11 +50,16 @@ static atomic_uint port_now;
 static atomic_int fault_epoch;
 
 static void fault_set(const char *words) {
+    bool on = *words != 0;
+    /* The epoch is odd only while the file surely says "fault": it turns odd after the file is
+     * written and even before the file is cleared. (Clearing first left a window — as long as
+     * this thread stayed descheduled — where commits already succeeded in an odd epoch.) */
+    if (!on && (atomic_load(&fault_epoch) & 1)) atomic_fetch_add(&fault_epoch, 1);
     FILE *f = fopen(ctl, "w");
     assert_non_null(f);
     fputs(words, f);
     fclose(f);
-    if ((atomic_load(&fault_epoch) & 1) != (*words != 0)) atomic_fetch_add(&fault_epoch, 1);
+    if (on && !(atomic_load(&fault_epoch) & 1)) atomic_fetch_add(&fault_epoch, 1);
 }
 
 static int faults_injected(void) {
