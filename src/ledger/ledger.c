@@ -462,6 +462,20 @@ int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledg
         cg_store_close(store_take);
         return rc ? rc : cg_err_set(err, CG_EIO, "libsodium failed to initialize");
     }
+    if (store_take->ops->shard_mark) { /* one store is a whole ledger only if it has one shard */
+        cg_store_shard want = {.index = 0, .count = 1}, got;
+        uint8_t raw[8];
+        randombytes_buf(raw, sizeof raw);
+        sodium_bin2hex(want.ledger_id, sizeof want.ledger_id, raw, sizeof raw);
+        rc = store_take->ops->shard_mark(store_take, &want, &got, err);
+        if (!rc && (got.index != 0 || got.count != 1))
+            rc = cg_err_set(err, CG_EINVAL, "this store is shard %d of %d of ledger %s: open the "
+                            "ledger with cg_ledger_open_dsn", got.index, got.count, got.ledger_id);
+        if (rc) {
+            cg_store_close(store_take);
+            return rc;
+        }
+    }
     cg_store *one[1] = {store_take};
     return ledger_open_stores(one, 1, true, config, out, err);
 }

@@ -210,6 +210,34 @@ static void test_a_single_file_ledger_stays_single(void **state) {
     fx_remove_files();
 }
 
+/* cg_ledger_open takes one store: it refuses a store that is one shard of several. */
+static void test_one_store_of_a_sharded_ledger_is_refused(void **state) {
+    (void)state;
+    if (!on_sqlite()) return;
+    char dsn[600];
+    populated(dsn, sizeof dsn, 2, 4);
+    cg_store *store = NULL;
+    cg_err err = {0};
+    assert_cg_ok(cg_store_open(dsn, &store, &err), err);
+    cg_ledger_config c;
+    fx_config(&c, true);
+    cg_ledger *l = NULL;
+    assert_int_equal(cg_ledger_open(store, &c, &l, &err), CG_EINVAL); /* takes the store */
+    assert_null(l);
+    assert_non_null(strstr(err.msg, "shard 0 of 2"));
+    fx_remove_files();
+    fresh(dsn, sizeof dsn); /* a fresh store opened alone becomes a one-shard ledger for good */
+    assert_cg_ok(cg_store_open(dsn, &store, &err), err);
+    assert_cg_ok(cg_ledger_open(store, &c, &l, &err), err);
+    add_members(l, 3);
+    cg_ledger_close(l);
+    assert_cg_ok(open_at(dsn, 4, &l, &err), err);
+    assert_int_equal(balance_of(l, "member-2")->available, 90);
+    cg_ledger_close(l);
+    assert_int_equal(rows_in(1, "members"), -1);
+    fx_remove_files();
+}
+
 static void test_shard_count_is_bounded(void **state) {
     (void)state;
     char dsn[600];
@@ -229,6 +257,7 @@ int main(void) {
         cmocka_unit_test(test_a_missing_shard_file_is_refused),
         cmocka_unit_test(test_a_shard_of_another_ledger_is_refused),
         cmocka_unit_test(test_a_single_file_ledger_stays_single),
+        cmocka_unit_test(test_one_store_of_a_sharded_ledger_is_refused),
         cmocka_unit_test(test_shard_count_is_bounded),
     };
     return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
