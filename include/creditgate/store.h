@@ -165,6 +165,10 @@ typedef struct cg_store_ops {
     int (*count_held)(cg_store *store, int64_t *count, cg_err *err);
     /* Bytes of page cache the store's connection holds now. NULL: 0. */
     int64_t (*cache_bytes)(cg_store *store);
+    /* The store is one of `shares` stores of one ledger: it keeps its page cache to that share
+     * of its usual bound, so the ledger's memory bound does not grow with its shard count.
+     * NULL: nothing to share. */
+    int (*cache_share)(cg_store *store, int shares, cg_err *err);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */

@@ -430,9 +430,12 @@ static int ledger_open_stores(cg_store **stores_take, int n, bool partitioned,
         l->config = *config;
         l->partitioned = partitioned;
     }
-    /* The cache bound is the ledger's: each shard keeps its share. */
+    /* The cache bounds are the ledger's: each shard keeps its share of the member cache and of
+     * the store's page cache. */
     int cache_share = (config->cache_members_max + n - 1) / n;
     for (int i = 0; i < n; i++) {
+        if (!rc && n > 1 && stores_take[i]->ops->cache_share)
+            rc = stores_take[i]->ops->cache_share(stores_take[i], n, err);
         if (rc) {
             cg_store_close(stores_take[i]);
             continue;

@@ -876,6 +876,15 @@ static int sq_count_held(cg_store *store, int64_t *count, cg_err *err) {
     return step == SQLITE_ROW ? CG_OK : db_fail(s, err, "count held charges");
 }
 
+static int exec_sql(sqlite_store *s, const char *sql, cg_err *err); /* below, with the schema */
+
+static int sq_cache_share(cg_store *store, int shares, cg_err *err) {
+    assert(shares >= 1);
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%d", SQLITE_CACHE_KIB / shares);
+    return exec_sql(from(store), pragma, err);
+}
+
 static int64_t sq_cache_bytes(cg_store *store) {
     int used = 0, highwater = 0;
     if (sqlite3_db_status(from(store)->db, SQLITE_DBSTATUS_CACHE_USED, &used, &highwater, 0))
@@ -1197,6 +1206,7 @@ static const cg_store_ops sqlite_ops = {
     .shard_mark = sq_shard_mark,
     .count_held = sq_count_held,
     .cache_bytes = sq_cache_bytes,
+    .cache_share = sq_cache_share,
 };
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {

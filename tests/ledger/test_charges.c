@@ -341,6 +341,7 @@ static void test_stats_count_open_holds(void **state) {
     cg_ledger_stats_get(l, &st);
     assert_true(st.batches > 0 && st.calls >= st.batches);
     assert_true(st.page_cache_bytes > 0);
+    assert_int_equal(st.shards, 2); /* the fixture's */
     assert_true(st.member_cache_bytes > 0);
     /* reopened: counted from the store */
     cg_ledger_close(l);
