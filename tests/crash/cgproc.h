@@ -196,6 +196,9 @@ static inline cp_resp cp_read_answer(int fd) {
             buf = realloc(buf, cap);
         }
         ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+        /* A signal (a child exiting, a test's kill) interrupts a recv that has a receive
+         * timeout and the kernel does not restart it: that is not the end of the answer. */
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         len += (size_t)n;
     }
