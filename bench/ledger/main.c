@@ -23,12 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "creditgate/engine.h"
 #include "creditgate/ledger.h"
+#include "../machine.h"
 
 #define BENCH_POLICY "policy/carat.yaml"
 #define BENCH_CALLERS_MAX 256
@@ -296,23 +296,7 @@ static void remove_db(const char *path) {
 }
 
 static void print_machine(void) {
-    struct utsname u;
-    uname(&u);
-    char model[512] = "?";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *colon = strchr(line, ':');
-            snprintf(model, sizeof model, "%s", colon ? colon + 2 : line);
-            model[strcspn(model, "\n")] = 0;
-            break;
-        }
-    if (f) fclose(f);
-    double load[3] = {0};
-    getloadavg(load, 3);
-    printf("machine: %s, %ld CPUs, %s %s, load average %.1f (other work on the machine)\n",
-           model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, load[0]);
+    bench_print_machine("(other work on the machine)");
     printf("storage: SQLite %s, WAL, one fdatasync of the WAL before any call is acknowledged;"
            " writer's member cache %d members\n", sqlite3_libversion(),
            CG_LEDGER_CACHE_MEMBERS_DEFAULT);

@@ -19,12 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "creditgate/engine.h"
 #include "creditgate/ledger.h"
+#include "../machine.h"
 
 #define BENCH_POLICY "policy/carat.yaml"
 #define BENCH_CALLERS_MAX 64
@@ -190,22 +190,7 @@ static int populate(cg_ledger *l, int64_t members) {
 }
 
 static void print_machine(const char *dsn) {
-    struct utsname u;
-    uname(&u);
-    char model[512] = "?", line[512];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *colon = strchr(line, ':');
-            snprintf(model, sizeof model, "%s", colon ? colon + 2 : line);
-            model[strcspn(model, "\n")] = 0;
-            break;
-        }
-    if (f) fclose(f);
-    double load[3] = {0};
-    getloadavg(load, 3);
-    printf("machine: %s, %ld CPUs, %s %s, load average %.1f (other work on the machine)\n",
-           model, sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, load[0]);
+    bench_print_machine("(other work on the machine)");
     PGconn *c = PQconnectdb(dsn);
     PGresult *r = PQexec(c, "SELECT current_setting('server_version'), current_setting('fsync'),"
                             " current_setting('synchronous_commit')");

@@ -131,7 +131,8 @@ static void publish_stats(ledger_shard *l, int n) {
     l->holds_delta = 0;
     atomic_fetch_add(&l->batches, 1);
     atomic_fetch_add(&l->calls, n);
-    if (l->store->ops->cache_bytes) atomic_store(&l->cache_bytes, l->store->ops->cache_bytes(l->store));
+    if (l->store->ops->cache_bytes)
+        atomic_store(&l->cache_bytes, l->store->ops->cache_bytes(l->store));
     atomic_store(&l->member_cache_bytes, ledger_cache_bytes(l->cache));
 }
 
@@ -451,33 +452,52 @@ static int ledger_open_stores(cg_store **stores_take, int n, bool partitioned,
     return CG_OK;
 }
 
+/* config, or the defaults in *defaults when NULL, checked; and libsodium ready (new ids). */
+static int open_begin(const cg_ledger_config **config, cg_ledger_config *defaults, cg_err *err) {
+    if (!*config) {
+        cg_ledger_config_default(defaults);
+        *config = defaults;
+    }
+    int rc = config_check(*config, err);
+    if (!rc && sodium_init() < 0) rc = cg_err_set(err, CG_EIO, "libsodium failed to initialize");
+    return rc;
+}
+
+/* Records (or reads) the first shard's place: a new store becomes shard 0 of `count` of a new
+ * ledger id. *first is what the store holds; *created: this call recorded it. `where` names
+ * the store in errors. */
+static int mark_first_shard(cg_store *store, const char *where, int count, cg_store_shard *first,
+                            bool *created, cg_err *err) {
+    cg_store_shard want = {.index = 0, .count = count};
+    uint8_t raw[8];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(want.ledger_id, sizeof want.ledger_id, raw, sizeof raw);
+    int rc = store->ops->shard_mark(store, &want, first, err);
+    if (!rc && (first->index != 0 || first->count < 1 || first->count > CG_LEDGER_SHARDS_MAX))
+        rc = cg_err_set(err, CG_EINVAL, "%s is shard %d of %d of ledger %s, not the first "
+                        "shard: open the first file", where, first->index, first->count,
+                        first->ledger_id);
+    *created = !rc && !strcmp(first->ledger_id, want.ledger_id);
+    return rc;
+}
+
 int cg_ledger_open(cg_store *store_take, const cg_ledger_config *config, cg_ledger **out,
                    cg_err *err) {
     assert(store_take && out);
     *out = NULL;
     cg_ledger_config defaults;
-    if (!config) {
-        cg_ledger_config_default(&defaults);
-        config = &defaults;
+    int rc = open_begin(&config, &defaults, err);
+    if (!rc && store_take->ops->shard_mark) { /* one store is a whole ledger only if unsharded */
+        cg_store_shard first;
+        bool created;
+        rc = mark_first_shard(store_take, "the store", 1, &first, &created, err);
+        if (!rc && first.count != 1)
+            rc = cg_err_set(err, CG_EINVAL, "this store is shard 0 of %d of ledger %s: open the "
+                            "ledger with cg_ledger_open_dsn", first.count, first.ledger_id);
     }
-    int rc = config_check(config, err);
-    if (rc || sodium_init() < 0) {
+    if (rc) {
         cg_store_close(store_take);
-        return rc ? rc : cg_err_set(err, CG_EIO, "libsodium failed to initialize");
-    }
-    if (store_take->ops->shard_mark) { /* one store is a whole ledger only if it has one shard */
-        cg_store_shard want = {.index = 0, .count = 1}, got;
-        uint8_t raw[8];
-        randombytes_buf(raw, sizeof raw);
-        sodium_bin2hex(want.ledger_id, sizeof want.ledger_id, raw, sizeof raw);
-        rc = store_take->ops->shard_mark(store_take, &want, &got, err);
-        if (!rc && (got.index != 0 || got.count != 1))
-            rc = cg_err_set(err, CG_EINVAL, "this store is shard %d of %d of ledger %s: open the "
-                            "ledger with cg_ledger_open_dsn", got.index, got.count, got.ledger_id);
-        if (rc) {
-            cg_store_close(store_take);
-            return rc;
-        }
+        return rc;
     }
     cg_store *one[1] = {store_take};
     return ledger_open_stores(one, 1, true, config, out, err);
@@ -529,27 +549,17 @@ int cg_ledger_open_dsn(const char *dsn, const cg_ledger_config *config, cg_ledge
     assert(dsn && out);
     *out = NULL;
     cg_ledger_config defaults;
-    if (!config) {
-        cg_ledger_config_default(&defaults);
-        config = &defaults;
-    }
-    int rc = config_check(config, err);
+    int rc = open_begin(&config, &defaults, err);
     if (rc) return rc;
-    if (sodium_init() < 0) return cg_err_set(err, CG_EIO, "libsodium failed to initialize");
     cg_store *stores[CG_LEDGER_SHARDS_MAX] = {0};
     if ((rc = cg_store_open(dsn, &stores[0], err))) return rc;
     int n = config->shards;
     bool partitioned = stores[0]->ops->shard_mark != NULL;
     if (partitioned) {
-        cg_store_shard want = {.index = 0, .count = n ? n : CG_LEDGER_SHARDS_DEFAULT}, first;
-        uint8_t raw[8];
-        randombytes_buf(raw, sizeof raw);
-        sodium_bin2hex(want.ledger_id, sizeof want.ledger_id, raw, sizeof raw);
-        rc = stores[0]->ops->shard_mark(stores[0], &want, &first, err);
-        if (!rc && (first.index != 0 || first.count < 1 || first.count > CG_LEDGER_SHARDS_MAX))
-            rc = cg_err_set(err, CG_EINVAL, "%s is shard %d of %d, not the first shard of a "
-                            "ledger; open the first file", dsn, first.index, first.count);
-        bool created = !rc && !strcmp(first.ledger_id, want.ledger_id);
+        cg_store_shard first;
+        bool created;
+        rc = mark_first_shard(stores[0], dsn, n ? n : CG_LEDGER_SHARDS_DEFAULT, &first, &created,
+                              err);
         if (!rc) rc = open_partitions(dsn, &first, created, stores, err);
         n = first.count;
     } else {

@@ -9,6 +9,16 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The cached copy of a member's state version. */
+static void state_to_entry(member_entry *e, const cg_member_state *row) {
+    e->has_state = true;
+    memcpy(e->plan, row->plan, sizeof e->plan);
+    memcpy(e->billing, row->billing, sizeof e->billing);
+    e->joined_at_us = row->joined_at_us;
+    e->effective_at_us = row->effective_at_us;
+    e->recorded_at_us = row->recorded_at_us;
+}
+
 static member_entry *entry_for(ledger_shard *l, const char *member_id) {
     member_entry *e = ledger_cache_find(l->cache, member_id);
     return e ? e : ledger_cache_add(l->cache, member_id);
@@ -32,14 +42,7 @@ static int member_latest(ledger_shard *l, const char *member_id, cg_member_state
     int rc = s->ops->member_at(s, member_id, INT64_MAX, out, err);
     if (rc) return rc; /* unknown members are not cached */
     if (!e) e = ledger_cache_add(l->cache, member_id);
-    if (e) {
-        e->has_state = true;
-        memcpy(e->plan, out->plan, sizeof e->plan);
-        memcpy(e->billing, out->billing, sizeof e->billing);
-        e->joined_at_us = out->joined_at_us;
-        e->effective_at_us = out->effective_at_us;
-        e->recorded_at_us = out->recorded_at_us;
-    }
+    if (e) state_to_entry(e, out);
     return CG_OK;
 }
 
@@ -75,11 +78,7 @@ int lg_member_exists(ledger_shard *l, const char *member_id, cg_err *err) {
 void lg_member_put_done(ledger_shard *l, const cg_member_state *row) {
     member_entry *e = ledger_cache_find(l->cache, row->member_id);
     if (!e || !e->has_state || row->effective_at_us < e->effective_at_us) return;
-    memcpy(e->plan, row->plan, sizeof e->plan);
-    memcpy(e->billing, row->billing, sizeof e->billing);
-    e->joined_at_us = row->joined_at_us;
-    e->effective_at_us = row->effective_at_us;
-    e->recorded_at_us = row->recorded_at_us;
+    state_to_entry(e, row);
 }
 
 /* ---- grants ---- */

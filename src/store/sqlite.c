@@ -764,15 +764,20 @@ static int sq_idem_get(cg_store *store, const char *member_id, const char *key,
     return cg_err_set(err, CG_ENOTFOUND, "unknown idempotency key");
 }
 
-static int sq_idem_insert(cg_store *store, const cg_store_idem *row, cg_err *err) {
-    sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_IDEM_INSERT);
+/* The six parameters of ST_IDEM_INSERT and ST_IDEM_CLAIM. */
+static void bind_idem(sqlite3_stmt *st, const cg_store_idem *row) {
     bind_text(st, 1, row->member_id);
     bind_text(st, 2, row->key);
     sqlite3_bind_int(st, 3, row->op);
     sqlite3_bind_blob(st, 4, row->request_hash, sizeof row->request_hash, SQLITE_STATIC);
     bind_text(st, 5, row->object_id);
     sqlite3_bind_int64(st, 6, row->created_at_us);
+}
+
+static int sq_idem_insert(cg_store *store, const cg_store_idem *row, cg_err *err) {
+    sqlite_store *s = from(store);
+    sqlite3_stmt *st = stmt(s, ST_IDEM_INSERT);
+    bind_idem(st, row);
     return exec_done(s, st, err, "insert idempotency key");
 }
 
@@ -791,12 +796,7 @@ static int sq_idem_claim(cg_store *store, const cg_store_idem *row, bool *claime
                          cg_store_idem *existing, cg_err *err) {
     sqlite_store *s = from(store);
     sqlite3_stmt *st = stmt(s, ST_IDEM_CLAIM);
-    bind_text(st, 1, row->member_id);
-    bind_text(st, 2, row->key);
-    sqlite3_bind_int(st, 3, row->op);
-    sqlite3_bind_blob(st, 4, row->request_hash, sizeof row->request_hash, SQLITE_STATIC);
-    bind_text(st, 5, row->object_id);
-    sqlite3_bind_int64(st, 6, row->created_at_us);
+    bind_idem(st, row);
     int rc = exec_done(s, st, err, "claim idempotency key");
     if (rc) return rc;
     *claimed = sqlite3_changes(s->db) == 1;
