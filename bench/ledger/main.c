@@ -3,18 +3,23 @@
  * the same run, pair latency percentiles, and resident memory with many members.
  *
  *   build/bench/ledger [--members N] [--seconds S] [--callers LIST] [--dir DIR] [--pairs N]
- *                      [--shards LIST]
+ *                      [--shards LIST] [--flush LIST]
  *
  * --shards 1,2: group commit over each shard count in turn (a fresh database each), in the same
  * run; a shard is a file with its own writer. Default: CG_LEDGER_SHARDS_DEFAULT, what a new
- * database gets. The naive baseline is always one file. The goal lines use the last count.
+ * database gets. The naive baseline is always one file.
+ *
+ * --flush 0,1000: group commit with each flush interval in turn (for each shard count): 0
+ * commits the file at every batch (fdatasync of the WAL), N > 0 appends each batch to the redo
+ * log (fdatasync of the log) and commits the file every N ms. Default
+ * CG_LEDGER_FLUSH_MS_DEFAULT. The goal lines use the last run.
  *
  * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
  * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
  * --members 2000 --callers 64 --only group --pairs 4000 --seconds 600.
  *
- * Every call is durable when it returns (WAL, synchronous=FULL): a pair is two acknowledged
- * commits (charge = quote + hold, then capture). Prints the figures, the ratio and the machine. */
+ * Every call is durable when it returns (its batch fdatasynced in the WAL or the redo log): a
+ * pair is two acknowledged commits (charge = quote + hold, then capture). Prints the figures, the ratio and the machine. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -45,6 +50,8 @@ typedef struct bench_opts {
     const char *only; /* "group" or "naive": one mode (the 1M-member memory run), NULL: both */
     int shards[4];    /* group commit's shard counts, each run in turn */
     int shard_runs;
+    int flushes[4];   /* and flush intervals (ms), each with each shard count */
+    int flush_runs;
 } bench_opts;
 
 typedef struct caller {
@@ -249,13 +256,14 @@ static int populate(cg_ledger *l, int64_t members) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
-                    " [--only group|naive] [--pairs N] [--shards 1,2]\n");
+                    " [--only group|naive] [--pairs N] [--shards 1,2] [--flush 0,1000]\n");
     exit(2);
 }
 
 static void parse_opts(int argc, char **argv, bench_opts *o) {
     *o = (bench_opts){.members = 100000, .seconds = 5, .callers = {1, 64}, .caller_runs = 2,
-                      .dir = "build", .shards = {CG_LEDGER_SHARDS_DEFAULT}, .shard_runs = 1};
+                      .dir = "build", .shards = {CG_LEDGER_SHARDS_DEFAULT}, .shard_runs = 1,
+                      .flushes = {CG_LEDGER_FLUSH_MS_DEFAULT}, .flush_runs = 1};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) usage();
         if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
@@ -263,7 +271,11 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--pairs")) o->pairs = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
-        else if (!strcmp(argv[i], "--shards")) {
+        else if (!strcmp(argv[i], "--flush")) {
+            o->flush_runs = 0;
+            for (char *t = strtok(argv[++i], ","); t && o->flush_runs < 4; t = strtok(NULL, ","))
+                o->flushes[o->flush_runs++] = atoi(t);
+        } else if (!strcmp(argv[i], "--shards")) {
             o->shard_runs = 0;
             for (char *t = strtok(argv[++i], ","); t && o->shard_runs < 4; t = strtok(NULL, ","))
                 o->shards[o->shard_runs++] = atoi(t);
@@ -274,14 +286,16 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
                 o->callers[o->caller_runs++] = atoi(t);
         } else usage();
     }
-    if (o->members < 1 || o->seconds <= 0 || o->shard_runs < 1) usage();
+    if (o->members < 1 || o->seconds <= 0 || o->shard_runs < 1 || o->flush_runs < 1) usage();
+    for (int i = 0; i < o->flush_runs; i++)
+        if (o->flushes[i] < 0 || o->flushes[i] > CG_LEDGER_FLUSH_MS_MAX) usage();
     for (int i = 0; i < o->shard_runs; i++)
         if (o->shards[i] < 1 || o->shards[i] > CG_LEDGER_SHARDS_MAX) usage();
     for (int i = 0; i < o->caller_runs; i++)
         if (o->callers[i] < 1 || o->callers[i] > BENCH_CALLERS_MAX) usage();
 }
 
-/* Removes the database at path: every shard file with its -wal and -shm. */
+/* Removes the database at path: every shard file with its -wal, -shm and -redo. */
 static void remove_db(const char *path) {
     for (int shard = 0; shard < CG_LEDGER_SHARDS_MAX; shard++) {
         char file[600], p[640];
@@ -292,19 +306,21 @@ static void remove_db(const char *path) {
         unlink(p);
         snprintf(p, sizeof p, "%s-shm", file);
         unlink(p);
+        snprintf(p, sizeof p, "%s-redo", file);
+        unlink(p);
     }
 }
 
 static void print_machine(void) {
     bench_print_machine("(other work on the machine)");
-    printf("storage: SQLite %s, WAL, one fdatasync of the WAL before any call is acknowledged;"
-           " writer's member cache %d members\n", sqlite3_libversion(),
-           CG_LEDGER_CACHE_MEMBERS_DEFAULT);
+    printf("storage: SQLite %s, WAL; a call is acknowledged after one fdatasync (of the WAL, or"
+           " of the redo log with flush > 0); writer's member cache %d members\n",
+           sqlite3_libversion(), CG_LEDGER_CACHE_MEMBERS_DEFAULT);
 }
 
 /* Opens a fresh ledger in the given mode and populates it. */
 static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, int shards,
-                             const char *path) {
+                             int flush_ms, const char *path) {
     bool group = shards > 0;
     remove_db(path);
     cg_ledger_config cfg;
@@ -312,6 +328,7 @@ static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, int s
     cfg.engine = engine;
     cfg.group_commit = true; /* populate fast either way; reopened below for naive */
     cfg.shards = group ? shards : 1;
+    cfg.flush_interval_ms = flush_ms;
     cg_ledger *l = NULL;
     cg_err err;
     char dsn[600];
@@ -349,21 +366,29 @@ int main(int argc, char **argv) {
            "member, then capture; both durable\n", o.members, o.seconds);
     char path[512];
     snprintf(path, sizeof path, "%s/bench-ledger.db", o.dir);
-    run_result naive[8], group[4][8];
+    run_result naive[8], group[16][8];
+    int runs = o.shard_runs * o.flush_runs; /* group commit: run k = shards[k / flush_runs],
+                                               flushes[k % flush_runs] */
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows when redirected */
     bool run_naive = !o.only || !strcmp(o.only, "naive");
     bool run_group = !o.only || !strcmp(o.only, "group");
     /* mode 0: naive; mode 1 + k: group commit over o.shards[k] */
-    for (int mode = 0; mode < 1 + o.shard_runs; mode++) {
+    for (int mode = 0; mode < 1 + runs; mode++) {
         bool is_group = mode > 0;
         if (!(is_group ? run_group : run_naive)) continue;
-        int shards = is_group ? o.shards[mode - 1] : 0;
-        if (is_group)
-            printf("group commit, %d shard(s) (per shard: a writer, one transaction per batch; a "
-                   "syncer, one fdatasync per batch, overlapped):\n", shards);
+        int shards = is_group ? o.shards[(mode - 1) / o.flush_runs] : 0;
+        int flush_ms = is_group ? o.flushes[(mode - 1) % o.flush_runs] : 0;
+        if (is_group && flush_ms)
+            printf("group commit, %d shard(s), flush %d ms (per shard: a writer, one savepoint and "
+                   "one redo record per batch, the file committed every %d ms; a syncer, one "
+                   "fdatasync of the redo log per batch, overlapped):\n", shards, flush_ms,
+                   flush_ms);
+        else if (is_group)
+            printf("group commit, %d shard(s), flush 0 (per shard: a writer, one transaction per "
+                   "batch; a syncer, one fdatasync of the WAL per batch, overlapped):\n", shards);
         else
             printf("naive baseline (one file, one transaction + fdatasync per call):\n");
-        cg_ledger *l = open_fresh(&o, &engine, shards, path);
+        cg_ledger *l = open_fresh(&o, &engine, shards, flush_ms, path);
         for (int i = 0; i < o.caller_runs; i++) {
             run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1));
             (is_group ? group[mode - 1] : naive)[i] = r;
@@ -382,19 +407,22 @@ int main(int argc, char **argv) {
         cg_ledger_close(l);
         if (vrc) return 1;
     }
-    if (run_group && o.shard_runs > 1)
+    if (run_group && runs > 1)
         for (int i = 0; i < o.caller_runs; i++) {
-            printf("ratio by shards, %d callers:", o.callers[i]);
-            for (int k = 1; k < o.shard_runs; k++)
-                printf("  %d/%d shards %.2fx", o.shards[k], o.shards[0],
+            printf("ratio to the first group run (%d shards, flush %d), %d callers:", o.shards[0],
+                   o.flushes[0], o.callers[i]);
+            for (int k = 1; k < runs; k++)
+                printf("  %d shards flush %d: %.2fx", o.shards[k / o.flush_runs],
+                       o.flushes[k % o.flush_runs],
                        group[0][i].pairs_per_s > 0
                            ? group[k][i].pairs_per_s / group[0][i].pairs_per_s : 0);
             printf("\n");
         }
     if (!run_naive || !run_group) o.caller_runs = 0;
-    const run_result *last = group[o.shard_runs - 1];
-    for (int k = 0; k < o.shard_runs && o.caller_runs; k++) {
-        printf("ratio group (%d shards)/naive:", o.shards[k]);
+    const run_result *last = group[runs - 1];
+    for (int k = 0; k < runs && o.caller_runs; k++) {
+        printf("ratio group (%d shards, flush %d)/naive:", o.shards[k / o.flush_runs],
+               o.flushes[k % o.flush_runs]);
         for (int i = 0; i < o.caller_runs; i++)
             printf("  %d callers %.1fx", o.callers[i],
                    naive[i].pairs_per_s > 0 ? group[k][i].pairs_per_s / naive[i].pairs_per_s : 0);

@@ -88,6 +88,9 @@ typedef enum cg_journal_kind {
 
 typedef struct cg_store cg_store; /* store.h */
 
+#define CG_LEDGER_FLUSH_MS_DEFAULT 1000
+#define CG_LEDGER_FLUSH_MS_MAX 60000
+
 typedef int64_t (*cg_clock_fn)(void *ctx);
 
 typedef struct cg_ledger_config {
@@ -118,6 +121,11 @@ typedef struct cg_ledger_config {
                                     (CG_LEDGER_SHARDS_DEFAULT for a new SQLite file,
                                     CG_LEDGER_PG_CONNECTIONS_DEFAULT for PostgreSQL). At most
                                     CG_LEDGER_SHARDS_MAX */
+    int flush_interval_ms;       /* group commit on SQLite: each batch is appended to a redo log
+                                    beside the file and fsynced there; the file itself is
+                                    committed every this many ms (docs/ledger.md, "Redo log").
+                                    0: every batch commits the file and fsyncs its WAL. Default
+                                    CG_LEDGER_FLUSH_MS_DEFAULT, at most CG_LEDGER_FLUSH_MS_MAX */
 } cg_ledger_config;
 
 typedef struct cg_ledger cg_ledger;

@@ -25,8 +25,8 @@
 #include "creditgate/ledger.h"
 
 #define CG_STORE_DSN_BYTES_MAX 1024
-#define CG_STORE_SCHEMA_VERSION 3 /* SQLite. 2: charges listed by member, newest first;
-                                     3: the shard table (shard_mark) */
+#define CG_STORE_SCHEMA_VERSION 4 /* SQLite. 2: charges listed by member, newest first;
+                                     3: the shard table (shard_mark); 4: the redo position */
 
 /* What an idempotency key remembers: the call, a hash of its request, the object it made. */
 typedef struct cg_store_idem {
@@ -169,6 +169,12 @@ typedef struct cg_store_ops {
      * of its usual bound, so the ledger's memory bound does not grow with its shard count.
      * NULL: nothing to share. */
     int (*cache_share)(cg_store *store, int shares, cg_err *err);
+    /* Group commit from now on: `commit` appends the batch's writes to a redo log beside the
+     * store (made durable by `sync`) and the store itself is committed only every
+     * flush_interval_us (SQLite: src/store/sqlite.c, "Long transactions"). Called once, by the
+     * ledger at open, before its threads start. A store another process is logging for stays
+     * as it was. NULL: every commit writes the store. */
+    int (*log_batches)(cg_store *store, int64_t flush_interval_us, cg_err *err);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */

@@ -34,6 +34,7 @@ void cg_ledger_config_default(cg_ledger_config *config) {
     config->idempotency_keep_s = CG_IDEMPOTENCY_KEEP_S_MIN;
     config->sweep_interval_us = SWEEP_INTERVAL_US_DEFAULT;
     config->cache_members_max = CG_LEDGER_CACHE_MEMBERS_DEFAULT;
+    config->flush_interval_ms = CG_LEDGER_FLUSH_MS_DEFAULT;
 }
 
 int64_t ledger_now_us(const ledger_shard *ledger) {
@@ -58,6 +59,9 @@ static int config_check(const cg_ledger_config *c, cg_err *err) {
                           CG_LEDGER_CACHE_MEMBERS_MAX);
     if (c->shards < 0 || c->shards > CG_LEDGER_SHARDS_MAX)
         return cg_err_set(err, CG_EINVAL, "shards must be 0..%d", CG_LEDGER_SHARDS_MAX);
+    if (c->flush_interval_ms < 0 || c->flush_interval_ms > CG_LEDGER_FLUSH_MS_MAX)
+        return cg_err_set(err, CG_EINVAL, "flush_interval_ms must be 0..%d",
+                          CG_LEDGER_FLUSH_MS_MAX);
     return CG_OK;
 }
 
@@ -365,12 +369,14 @@ static int shard_open(cg_store *store_take, const cg_ledger_config *config, int 
                       int cache_members_max, ledger_shard **out, cg_err *err) {
     *out = NULL;
     int64_t held = -1; /* held charges now: the start of cg_ledger_stats.holds_open */
-    if (store_take->ops->count_held) {
-        int rc = store_take->ops->count_held(store_take, &held, err);
-        if (rc) {
-            cg_store_close(store_take);
-            return rc;
-        }
+    int rc = CG_OK;
+    if (store_take->ops->count_held) rc = store_take->ops->count_held(store_take, &held, err);
+    if (!rc && config->group_commit && config->flush_interval_ms > 0 &&
+        store_take->ops->log_batches)
+        rc = store_take->ops->log_batches(store_take, config->flush_interval_ms * 1000LL, err);
+    if (rc) {
+        cg_store_close(store_take);
+        return rc;
     }
     ledger_shard *l = calloc(1, sizeof *l);
     int cache_rc = CG_OK;

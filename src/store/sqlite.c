@@ -5,6 +5,7 @@
  * src/ledger/. Statements are prepared once at open (no parsing on the hot path), every key
  * starts with member_id, and schema migrations are versioned (PRAGMA user_version). */
 #include "creditgate/store.h"
+#include "redo.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,11 +69,16 @@ static const char *const migrations[] = {
     /* 3: this file's place in a sharded ledger (store.h shard_mark); one row, written once. */
     ("CREATE TABLE shard (id INTEGER PRIMARY KEY CHECK (id = 0), shard_index INTEGER NOT NULL,"
      " shard_count INTEGER NOT NULL, ledger_id TEXT NOT NULL);"),
+    /* 4: the last redo log record this file holds (long transactions); older creditgates,
+     * which would not replay the log, refuse the file from here on. */
+    ("CREATE TABLE redo (id INTEGER PRIMARY KEY CHECK (id = 0), applied_lsn INTEGER NOT NULL);"
+     "INSERT INTO redo (id, applied_lsn) VALUES (0, 0);"),
 };
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == CG_STORE_SCHEMA_VERSION,
                "CG_STORE_SCHEMA_VERSION names the last migration");
 
+/* Statement numbers are written into the redo log (redo.h): append only, never renumber. */
 enum {
     ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
     ST_MEMBER_INSERT, ST_MEMBER_AT, ST_MEMBER_VERSIONS,
@@ -82,6 +89,7 @@ enum {
     ST_SCAN_GRANTS, ST_SCAN_CHARGES, ST_COUNT_ENTRIES,
     ST_IDEM_CLAIM, ST_DATA_VERSION, ST_CHARGES_FIRST, ST_CHARGES_AFTER, ST_GRANT_UPDATE_CREDITS,
     ST_GRANT_UPDATE_AMOUNTS,
+    ST_REDO_GET, ST_REDO_SET, ST_BATCH, ST_BATCH_RELEASE, ST_BATCH_ROLLBACK,
     ST_COUNT
 };
 
@@ -174,13 +182,43 @@ static const char *const statement_sql[ST_COUNT] = {
                                 " WHERE member_id = ?1 AND grant_id = ?2 AND expired = ?5",
     [ST_GRANT_UPDATE_CREDITS] = "UPDATE grants SET remaining = ?3, held = ?4, expired = ?5,"
                                 " credits = ?6 WHERE member_id = ?1 AND grant_id = ?2",
+    [ST_REDO_GET] = "SELECT applied_lsn FROM redo WHERE id = 0",
+    [ST_REDO_SET] = "UPDATE redo SET applied_lsn = ?1 WHERE id = 0",
+    [ST_BATCH] = "SAVEPOINT batch",
+    [ST_BATCH_RELEASE] = "RELEASE batch",
+    [ST_BATCH_ROLLBACK] = "ROLLBACK TO batch",
 };
+
+/* The statements a batch's redo record may hold: every write of the ledger's calls. */
+static bool statement_logged(int id) {
+    switch (id) {
+    case ST_MEMBER_INSERT: case ST_GRANT_INSERT: case ST_GRANT_UPDATE:
+    case ST_GRANT_UPDATE_AMOUNTS: case ST_GRANT_UPDATE_CREDITS: case ST_CHARGE_INSERT:
+    case ST_CHARGE_UPDATE: case ST_JOURNAL_APPEND: case ST_IDEM_INSERT: case ST_IDEM_PURGE:
+    case ST_IDEM_CLAIM:
+        return true;
+    default:
+        return false;
+    }
+}
 
 typedef struct sqlite_store {
     cg_store base; /* first: a cg_store* is a sqlite_store* */
     sqlite3 *db;
     int wal_fd;    /* our own descriptor on PATH-wal for sync; -1 for :memory: */
     sqlite3_stmt *st[ST_COUNT];
+    /* the redo log (long transactions, below); NULL for :memory: */
+    redo_log *redo;
+    bool redo_owner;       /* holds the log's lock: replayed it, may append to it */
+    bool long_txn;         /* log_batches: batches are savepoints of a long transaction */
+    bool txn_open;         /* the long transaction is open */
+    bool logging;          /* the statement being bound goes into the batch's record */
+    int64_t txn_began_us;
+    uint64_t lsn;          /* the last record written, or the last the file holds */
+    size_t op_mark;        /* the record's size at the op savepoint */
+    int64_t flush_interval_us;
+    bool failed;           /* a database commit failed: refuse until reopened (replay) */
+    cg_err failure;
 } sqlite_store;
 
 static sqlite_store *from(cg_store *store) {
@@ -217,10 +255,41 @@ static void col_text(sqlite3_stmt *st, int i, char *dst, size_t dst_bytes) {
     dst[n] = 0;
 }
 
+/* A write statement, reset and cleared: inside a long transaction its bound values also go
+ * into the batch's redo record (lb_* below bind them), kept if it succeeds (exec_done). */
+static sqlite3_stmt *stmt_write(sqlite_store *s, int id) {
+    assert(statement_logged(id) && !s->logging);
+    if (s->txn_open) {
+        redo_entry_begin(s->redo, id);
+        s->logging = true;
+    }
+    return stmt(s, id);
+}
+
+static void lb_text(sqlite_store *s, sqlite3_stmt *st, int i, const char *text) {
+    bind_text(st, i, text);
+    if (s->logging) redo_put_text(s->redo, i, text ? text : "");
+}
+
+static void lb_int(sqlite_store *s, sqlite3_stmt *st, int i, int64_t v) {
+    sqlite3_bind_int64(st, i, v);
+    if (s->logging) redo_put_int(s->redo, i, v);
+}
+
+static void lb_blob(sqlite_store *s, sqlite3_stmt *st, int i, const void *p, size_t n) {
+    sqlite3_bind_blob(st, i, p, (int)n, SQLITE_STATIC);
+    if (s->logging) redo_put_blob(s->redo, i, p, n);
+}
+
 /* Runs a statement that returns no rows. */
 static int exec_done(sqlite_store *s, sqlite3_stmt *st, cg_err *err, const char *what) {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
+    if (s->logging) {
+        if (rc == SQLITE_DONE) redo_entry_end(s->redo);
+        else redo_entry_drop(s->redo);
+        s->logging = false;
+    }
     if (rc != SQLITE_DONE) return db_fail(s, err, what);
     return CG_OK;
 }
@@ -230,18 +299,37 @@ static int exec_simple(cg_store *store, int id, cg_err *err, const char *what) {
     return exec_done(s, stmt(s, id), err, what);
 }
 
-static int sq_begin(cg_store *st, cg_err *err) { return exec_simple(st, ST_BEGIN, err, "begin"); }
-static int sq_commit(cg_store *st, cg_err *err) {
-    return exec_simple(st, ST_COMMIT, err, "commit");
+/* ---- transactions ----
+ *
+ * Per-batch commits (a new store, :memory:, the naive bench): begin/commit are BEGIN
+ * IMMEDIATE/COMMIT and sync fdatasyncs the WAL.
+ *
+ * Long transactions (log_batches): one SQLite transaction spans the batches of a flush
+ * interval. Each batch is a savepoint in it (a refused call still rolls back alone), and
+ * `commit` appends what the batch wrote — its statements and bound values — to the redo log
+ * as one record; `sync` fdatasyncs that log instead of the WAL. Once per flush interval (or
+ * when the log passes REDO_LOG_BYTES_MAX) the writer commits the file itself with the last
+ * record's lsn, fdatasyncs the WAL and restarts the log. A hot B-tree page is then written
+ * once per flush instead of once per batch, and a batch makes durable only the bytes it
+ * changed. A crash loses the open transaction; the next open (or the next writer, below)
+ * replays the records past the lsn the file holds. Other processes read the file up to a
+ * flush interval behind, and their writes wait for the writer's flush (busy timeout).
+ *
+ * If a flush fails the store stops (every later begin is refused) with its transaction still
+ * open, so no other process writes past records only the log holds; reopening replays them. */
+
+#define REDO_LOG_BYTES_MAX (64 * 1024 * 1024)
+
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
-static int sq_rollback(cg_store *st, cg_err *err) {
-    return exec_simple(st, ST_ROLLBACK, err, "rollback");
-}
+
 /* fsync on any descriptor of a file flushes the file (Linux): SQLite's own writes to the WAL
  * through its descriptor become durable here. The WAL keeps its inode while the connection
  * is open (SQLite rewinds or truncates it, never replaces it). */
-static int sq_sync(cg_store *st, cg_err *err) {
-    sqlite_store *s = from(st);
+static int wal_sync(sqlite_store *s, cg_err *err) {
     if (s->wal_fd < 0) return CG_OK;
     if (fdatasync(s->wal_fd) != 0)
         return cg_err_set(err, CG_EIO, "fdatasync of the write-ahead log failed: %s",
@@ -249,16 +337,167 @@ static int sq_sync(cg_store *st, cg_err *err) {
     return CG_OK;
 }
 
+static int sq_sync(cg_store *st, cg_err *err) {
+    sqlite_store *s = from(st);
+    return s->long_txn ? redo_sync(s->redo, err) : wal_sync(s, err);
+}
+
+/* Binds a replayed statement's values and runs it. */
+static int replay_entry(void *ctx, int statement, const redo_param *params, int count,
+                        cg_err *err) {
+    sqlite_store *s = ctx;
+    if (statement < 0 || statement >= ST_COUNT || !statement_logged(statement))
+        return cg_err_set(err, CG_EIO, "the redo log names statement %d, not a ledger write",
+                          statement);
+    sqlite3_stmt *st = stmt(s, statement);
+    int bindable = sqlite3_bind_parameter_count(st);
+    for (int i = 0; i < count; i++) {
+        const redo_param *p = &params[i];
+        if (p->index < 1 || p->index > bindable)
+            return cg_err_set(err, CG_EIO, "the redo log binds parameter %d of statement %d, "
+                              "which has %d", p->index, statement, bindable);
+        if (p->type == REDO_INT) sqlite3_bind_int64(st, p->index, p->i);
+        else if (p->type == REDO_TEXT)
+            sqlite3_bind_text(st, p->index, p->bytes, (int)p->n, SQLITE_STATIC);
+        else sqlite3_bind_blob(st, p->index, p->bytes, (int)p->n, SQLITE_STATIC);
+    }
+    return exec_done(s, st, err, "replay the redo log");
+}
+
+/* Replays the log's records past the lsn the file holds, in one transaction, and makes the
+ * result durable. The log then restarts: the file holds all of it. */
+static int recover(sqlite_store *s, cg_err *err) {
+    assert(s->redo_owner && !s->txn_open);
+    int rc = exec_simple(&s->base, ST_BEGIN, err, "begin recovery");
+    if (rc) return rc;
+    sqlite3_stmt *st = stmt(s, ST_REDO_GET);
+    bool row = sqlite3_step(st) == SQLITE_ROW;
+    uint64_t applied = row ? (uint64_t)sqlite3_column_int64(st, 0) : 0, last = 0;
+    sqlite3_reset(st);
+    if (!row) rc = db_fail(s, err, "read the redo position");
+    if (!rc) rc = redo_replay(s->redo, applied, replay_entry, s, &last, err);
+    if (!rc && last != applied) {
+        st = stmt(s, ST_REDO_SET);
+        sqlite3_bind_int64(st, 1, (int64_t)last);
+        rc = exec_done(s, st, err, "record the redo position");
+    }
+    if (!rc) rc = exec_simple(&s->base, ST_COMMIT, err, "commit recovery");
+    if (rc) {
+        exec_simple(&s->base, ST_ROLLBACK, NULL, "rollback recovery");
+        return rc;
+    }
+    if (last != applied && (rc = wal_sync(s, err))) return rc;
+    s->lsn = last;
+    redo_restart(s->redo);
+    return CG_OK;
+}
+
+/* Takes the log over if no process holds it (its owner exited or crashed) and replays it:
+ * a per-batch writer must not write past records only the log holds. */
+static int take_over_log(sqlite_store *s, cg_err *err) {
+    if (!s->redo || s->redo_owner || !redo_try_lock(s->redo)) return CG_OK;
+    s->redo_owner = true;
+    return recover(s, err);
+}
+
+/* Stops the store: see "If a flush fails" above. */
+static void fail_stop(sqlite_store *s, const cg_err *why) {
+    s->failed = true;
+    cg_err_set(&s->failure, CG_EIO, "the ledger file could not be committed (%s); restart "
+               "creditgate to replay its redo log", why->msg);
+}
+
+/* Commits the long transaction with the last record's lsn, makes it durable and restarts
+ * the log. */
+static int flush_to_file(sqlite_store *s, cg_err *err) {
+    assert(s->txn_open && !s->logging);
+    sqlite3_stmt *st = stmt(s, ST_REDO_SET);
+    sqlite3_bind_int64(st, 1, (int64_t)s->lsn);
+    int rc = exec_done(s, st, err, "record the redo position");
+    if (!rc) rc = exec_simple(&s->base, ST_COMMIT, err, "commit");
+    if (!rc) s->txn_open = false;
+    if (!rc) rc = wal_sync(s, err);
+    if (!rc) redo_restart(s->redo);
+    return rc;
+}
+
+static int sq_begin(cg_store *st, cg_err *err) {
+    sqlite_store *s = from(st);
+    if (!s->long_txn) {
+        int rc = take_over_log(s, err);
+        return rc ? rc : exec_simple(st, ST_BEGIN, err, "begin");
+    }
+    if (s->failed) {
+        if (err) *err = s->failure;
+        return s->failure.code;
+    }
+    if (!s->txn_open) {
+        int rc = exec_simple(st, ST_BEGIN, err, "begin");
+        if (rc) return rc;
+        s->txn_open = true;
+        s->txn_began_us = mono_us();
+    }
+    assert(!redo_pending(s->redo));
+    return exec_simple(st, ST_BATCH, err, "begin batch");
+}
+
+static int sq_commit(cg_store *st, cg_err *err) {
+    sqlite_store *s = from(st);
+    if (!s->long_txn) return exec_simple(st, ST_COMMIT, err, "commit");
+    assert(s->txn_open && !s->logging);
+    if (redo_pending(s->redo)) {
+        /* On failure the batch's savepoint is still open: the ledger rolls it back. */
+        int rc = redo_append(s->redo, s->lsn + 1, err);
+        if (rc) return rc;
+        s->lsn++;
+    }
+    int rc = exec_simple(st, ST_BATCH_RELEASE, err, "release batch");
+    if (rc) {
+        fail_stop(s, err);
+        return rc;
+    }
+    if (mono_us() - s->txn_began_us < s->flush_interval_us &&
+        redo_bytes(s->redo) < REDO_LOG_BYTES_MAX)
+        return CG_OK;
+    cg_err why = {0};
+    if (flush_to_file(s, &why)) fail_stop(s, &why); /* this batch is in the log all the same */
+    return CG_OK;
+}
+
+static int sq_rollback(cg_store *st, cg_err *err) {
+    sqlite_store *s = from(st);
+    if (!s->long_txn) return exec_simple(st, ST_ROLLBACK, err, "rollback");
+    redo_discard(s->redo);
+    int rc = exec_simple(st, ST_BATCH_ROLLBACK, err, "rollback batch");
+    if (!rc) rc = exec_simple(st, ST_BATCH_RELEASE, err, "release batch");
+    return rc;
+}
+
 static int sq_savepoint(cg_store *st, cg_err *err) {
+    sqlite_store *s = from(st);
+    if (s->txn_open) s->op_mark = redo_mark(s->redo);
     return exec_simple(st, ST_SAVEPOINT, err, "savepoint");
 }
 static int sq_release(cg_store *st, cg_err *err) {
     return exec_simple(st, ST_RELEASE, err, "release savepoint");
 }
 static int sq_rollback_to(cg_store *st, cg_err *err) {
+    sqlite_store *s = from(st);
+    if (s->txn_open) redo_rewind(s->redo, s->op_mark);
     int rc = exec_simple(st, ST_ROLLBACK_TO, err, "rollback to savepoint");
     if (rc) return rc;
     return exec_simple(st, ST_RELEASE, err, "release savepoint");
+}
+
+/* store.h log_batches: long transactions from now on, when this process owns the log. */
+static int sq_log_batches(cg_store *store, int64_t flush_interval_us, cg_err *err) {
+    sqlite_store *s = from(store);
+    assert(flush_interval_us > 0 && !s->txn_open);
+    int rc = take_over_log(s, err);
+    if (rc) return rc;
+    s->long_txn = s->redo_owner;
+    s->flush_interval_us = flush_interval_us;
+    return CG_OK;
 }
 
 /* ---- members ---- */
@@ -275,13 +514,13 @@ static void read_member(sqlite3_stmt *st, cg_member_state *m) {
 
 static int sq_member_insert(cg_store *store, const cg_member_state *m, cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_MEMBER_INSERT);
-    bind_text(st, 1, m->member_id);
-    sqlite3_bind_int64(st, 2, m->effective_at_us);
-    bind_text(st, 3, m->plan);
-    bind_text(st, 4, m->billing);
-    sqlite3_bind_int64(st, 5, m->joined_at_us);
-    sqlite3_bind_int64(st, 6, m->recorded_at_us);
+    sqlite3_stmt *st = stmt_write(s, ST_MEMBER_INSERT);
+    lb_text(s, st, 1, m->member_id);
+    lb_int(s, st, 2, m->effective_at_us);
+    lb_text(s, st, 3, m->plan);
+    lb_text(s, st, 4, m->billing);
+    lb_int(s, st, 5, m->joined_at_us);
+    lb_int(s, st, 6, m->recorded_at_us);
     return exec_done(s, st, err, "insert member");
 }
 
@@ -338,20 +577,20 @@ static void read_grant(sqlite3_stmt *st, cg_grant *g) {
 
 static int sq_grant_insert(cg_store *store, const cg_grant *g, cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_GRANT_INSERT);
-    bind_text(st, 1, g->member_id);
-    bind_text(st, 2, g->grant_id);
-    sqlite3_bind_int(st, 3, g->source);
-    sqlite3_bind_int(st, 4, g->category);
-    sqlite3_bind_int(st, 5, g->priority);
-    sqlite3_bind_int64(st, 6, g->credits);
-    sqlite3_bind_int64(st, 7, g->remaining);
-    sqlite3_bind_int64(st, 8, g->held);
-    sqlite3_bind_int64(st, 9, g->starts_at_us);
-    sqlite3_bind_int64(st, 10, g->expires_at_us);
-    sqlite3_bind_int64(st, 11, g->created_at_us);
-    sqlite3_bind_int(st, 12, g->expired);
-    bind_text(st, 13, g->note);
+    sqlite3_stmt *st = stmt_write(s, ST_GRANT_INSERT);
+    lb_text(s, st, 1, g->member_id);
+    lb_text(s, st, 2, g->grant_id);
+    lb_int(s, st, 3, g->source);
+    lb_int(s, st, 4, g->category);
+    lb_int(s, st, 5, g->priority);
+    lb_int(s, st, 6, g->credits);
+    lb_int(s, st, 7, g->remaining);
+    lb_int(s, st, 8, g->held);
+    lb_int(s, st, 9, g->starts_at_us);
+    lb_int(s, st, 10, g->expires_at_us);
+    lb_int(s, st, 11, g->created_at_us);
+    lb_int(s, st, 12, g->expired);
+    lb_text(s, st, 13, g->note);
     return exec_done(s, st, err, "insert grant");
 }
 
@@ -397,12 +636,12 @@ static int sq_grants_open(cg_store *store, const char *member_id, cg_grant *out,
 static int sq_grant_update(cg_store *store, const cg_grant *g, cg_err *err) {
     sqlite_store *s = from(store);
     for (int id = ST_GRANT_UPDATE_AMOUNTS;; id = ST_GRANT_UPDATE) {
-        sqlite3_stmt *st = stmt(s, id);
-        bind_text(st, 1, g->member_id);
-        bind_text(st, 2, g->grant_id);
-        sqlite3_bind_int64(st, 3, g->remaining);
-        sqlite3_bind_int64(st, 4, g->held);
-        sqlite3_bind_int(st, 5, g->expired);
+        sqlite3_stmt *st = stmt_write(s, id);
+        lb_text(s, st, 1, g->member_id);
+        lb_text(s, st, 2, g->grant_id);
+        lb_int(s, st, 3, g->remaining);
+        lb_int(s, st, 4, g->held);
+        lb_int(s, st, 5, g->expired);
         int rc = exec_done(s, st, err, "update grant");
         if (rc || sqlite3_changes(s->db) == 1 || id == ST_GRANT_UPDATE) {
             assert(rc || sqlite3_changes(s->db) == 1);
@@ -413,13 +652,13 @@ static int sq_grant_update(cg_store *store, const cg_grant *g, cg_err *err) {
 
 static int sq_grant_update_credits(cg_store *store, const cg_grant *g, cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_GRANT_UPDATE_CREDITS);
-    bind_text(st, 1, g->member_id);
-    bind_text(st, 2, g->grant_id);
-    sqlite3_bind_int64(st, 3, g->remaining);
-    sqlite3_bind_int64(st, 4, g->held);
-    sqlite3_bind_int(st, 5, g->expired);
-    sqlite3_bind_int64(st, 6, g->credits);
+    sqlite3_stmt *st = stmt_write(s, ST_GRANT_UPDATE_CREDITS);
+    lb_text(s, st, 1, g->member_id);
+    lb_text(s, st, 2, g->grant_id);
+    lb_int(s, st, 3, g->remaining);
+    lb_int(s, st, 4, g->held);
+    lb_int(s, st, 5, g->expired);
+    lb_int(s, st, 6, g->credits);
     int rc = exec_done(s, st, err, "update grant credits");
     assert(rc || sqlite3_changes(s->db) == 1);
     return rc;
@@ -592,30 +831,30 @@ static int sq_charge_insert(cg_store *store, const cg_charge *c, cg_err *err) {
     items[0] = parts[0] = 0;
     items_dump(c, &ib);
     parts_dump(c, &pb);
-    sqlite3_stmt *st = stmt(s, ST_CHARGE_INSERT);
-    bind_text(st, 1, c->member_id);
-    bind_text(st, 2, c->charge_id);
-    sqlite3_bind_int(st, 3, c->status);
-    bind_text(st, 4, c->model);
-    bind_text(st, 5, c->variant);
-    sqlite3_bind_int64(st, 6, c->count);
-    bind_text(st, 7, c->agent_model);
-    bind_text(st, 8, c->agent_kind);
-    bind_text(st, 9, c->prompt);
-    sqlite3_bind_int64(st, 10, c->at_us);
-    bind_text(st, 11, c->plan);
-    bind_text(st, 12, c->billing);
-    sqlite3_bind_int64(st, 13, c->joined_at_us);
-    bind_text(st, 14, c->policy_version);
-    bind_text(st, 15, items);
-    sqlite3_bind_int64(st, 16, c->credits);
-    sqlite3_bind_int64(st, 17, c->held);
-    sqlite3_bind_int64(st, 18, c->captured);
-    sqlite3_bind_int64(st, 19, c->refunded);
-    bind_text(st, 20, parts);
-    sqlite3_bind_int64(st, 21, c->created_at_us);
-    sqlite3_bind_int64(st, 22, c->expires_at_us);
-    sqlite3_bind_int64(st, 23, c->settled_at_us);
+    sqlite3_stmt *st = stmt_write(s, ST_CHARGE_INSERT);
+    lb_text(s, st, 1, c->member_id);
+    lb_text(s, st, 2, c->charge_id);
+    lb_int(s, st, 3, c->status);
+    lb_text(s, st, 4, c->model);
+    lb_text(s, st, 5, c->variant);
+    lb_int(s, st, 6, c->count);
+    lb_text(s, st, 7, c->agent_model);
+    lb_text(s, st, 8, c->agent_kind);
+    lb_text(s, st, 9, c->prompt);
+    lb_int(s, st, 10, c->at_us);
+    lb_text(s, st, 11, c->plan);
+    lb_text(s, st, 12, c->billing);
+    lb_int(s, st, 13, c->joined_at_us);
+    lb_text(s, st, 14, c->policy_version);
+    lb_text(s, st, 15, items);
+    lb_int(s, st, 16, c->credits);
+    lb_int(s, st, 17, c->held);
+    lb_int(s, st, 18, c->captured);
+    lb_int(s, st, 19, c->refunded);
+    lb_text(s, st, 20, parts);
+    lb_int(s, st, 21, c->created_at_us);
+    lb_int(s, st, 22, c->expires_at_us);
+    lb_int(s, st, 23, c->settled_at_us);
     return exec_done(s, st, err, "insert charge");
 }
 
@@ -643,15 +882,15 @@ static int sq_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
     text_buf pb = {parts, 0, sizeof parts};
     parts[0] = 0;
     parts_dump(c, &pb);
-    sqlite3_stmt *st = stmt(s, ST_CHARGE_UPDATE);
-    bind_text(st, 1, c->member_id);
-    bind_text(st, 2, c->charge_id);
-    sqlite3_bind_int(st, 3, c->status);
-    sqlite3_bind_int64(st, 4, c->held);
-    sqlite3_bind_int64(st, 5, c->captured);
-    sqlite3_bind_int64(st, 6, c->refunded);
-    bind_text(st, 7, parts);
-    sqlite3_bind_int64(st, 8, c->settled_at_us);
+    sqlite3_stmt *st = stmt_write(s, ST_CHARGE_UPDATE);
+    lb_text(s, st, 1, c->member_id);
+    lb_text(s, st, 2, c->charge_id);
+    lb_int(s, st, 3, c->status);
+    lb_int(s, st, 4, c->held);
+    lb_int(s, st, 5, c->captured);
+    lb_int(s, st, 6, c->refunded);
+    lb_text(s, st, 7, parts);
+    lb_int(s, st, 8, c->settled_at_us);
     return exec_done(s, st, err, "update charge");
 }
 
@@ -695,16 +934,16 @@ static int sq_journal_last_seq(cg_store *store, const char *member_id, int64_t *
 
 static int sq_journal_append(cg_store *store, const cg_journal_entry *e, cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_JOURNAL_APPEND);
-    bind_text(st, 1, e->member_id);
-    sqlite3_bind_int64(st, 2, e->seq);
-    sqlite3_bind_int64(st, 3, e->at_us);
-    sqlite3_bind_int(st, 4, e->kind);
-    bind_text(st, 5, e->grant_id);
-    bind_text(st, 6, e->charge_id);
-    sqlite3_bind_int64(st, 7, e->delta_remaining);
-    sqlite3_bind_int64(st, 8, e->delta_held);
-    bind_text(st, 9, e->note);
+    sqlite3_stmt *st = stmt_write(s, ST_JOURNAL_APPEND);
+    lb_text(s, st, 1, e->member_id);
+    lb_int(s, st, 2, e->seq);
+    lb_int(s, st, 3, e->at_us);
+    lb_int(s, st, 4, e->kind);
+    lb_text(s, st, 5, e->grant_id);
+    lb_text(s, st, 6, e->charge_id);
+    lb_int(s, st, 7, e->delta_remaining);
+    lb_int(s, st, 8, e->delta_held);
+    lb_text(s, st, 9, e->note);
     return exec_done(s, st, err, "append journal");
 }
 
@@ -765,28 +1004,28 @@ static int sq_idem_get(cg_store *store, const char *member_id, const char *key,
 }
 
 /* The six parameters of ST_IDEM_INSERT and ST_IDEM_CLAIM. */
-static void bind_idem(sqlite3_stmt *st, const cg_store_idem *row) {
-    bind_text(st, 1, row->member_id);
-    bind_text(st, 2, row->key);
-    sqlite3_bind_int(st, 3, row->op);
-    sqlite3_bind_blob(st, 4, row->request_hash, sizeof row->request_hash, SQLITE_STATIC);
-    bind_text(st, 5, row->object_id);
-    sqlite3_bind_int64(st, 6, row->created_at_us);
+static void bind_idem(sqlite_store *s, sqlite3_stmt *st, const cg_store_idem *row) {
+    lb_text(s, st, 1, row->member_id);
+    lb_text(s, st, 2, row->key);
+    lb_int(s, st, 3, row->op);
+    lb_blob(s, st, 4, row->request_hash, sizeof row->request_hash);
+    lb_text(s, st, 5, row->object_id);
+    lb_int(s, st, 6, row->created_at_us);
 }
 
 static int sq_idem_insert(cg_store *store, const cg_store_idem *row, cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_IDEM_INSERT);
-    bind_idem(st, row);
+    sqlite3_stmt *st = stmt_write(s, ST_IDEM_INSERT);
+    bind_idem(s, st, row);
     return exec_done(s, st, err, "insert idempotency key");
 }
 
 static int sq_idem_purge(cg_store *store, int64_t before_us, int max, int *deleted,
                          cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_IDEM_PURGE);
-    sqlite3_bind_int64(st, 1, before_us);
-    sqlite3_bind_int(st, 2, max);
+    sqlite3_stmt *st = stmt_write(s, ST_IDEM_PURGE);
+    lb_int(s, st, 1, before_us);
+    lb_int(s, st, 2, max);
     int rc = exec_done(s, st, err, "purge idempotency keys");
     *deleted = rc ? 0 : sqlite3_changes(s->db);
     return rc;
@@ -795,8 +1034,8 @@ static int sq_idem_purge(cg_store *store, int64_t before_us, int max, int *delet
 static int sq_idem_claim(cg_store *store, const cg_store_idem *row, bool *claimed,
                          cg_store_idem *existing, cg_err *err) {
     sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_IDEM_CLAIM);
-    bind_idem(st, row);
+    sqlite3_stmt *st = stmt_write(s, ST_IDEM_CLAIM);
+    bind_idem(s, st, row);
     int rc = exec_done(s, st, err, "claim idempotency key");
     if (rc) return rc;
     *claimed = sqlite3_changes(s->db) == 1;
@@ -1162,6 +1401,11 @@ static void cw_register(void) {
 static void sq_close(cg_store *store) {
     if (!store) return;
     sqlite_store *s = from(store);
+    /* A clean close leaves nothing to replay; a failed store leaves its log for the next
+     * open (closing the connection rolls the open transaction back). */
+    cg_err ignored;
+    if (s->txn_open && !s->failed) flush_to_file(s, &ignored);
+    redo_close(s->redo);
     if (s->wal_fd >= 0) close(s->wal_fd);
     for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
@@ -1207,6 +1451,7 @@ static const cg_store_ops sqlite_ops = {
     .count_held = sq_count_held,
     .cache_bytes = sq_cache_bytes,
     .cache_share = sq_cache_share,
+    .log_batches = sq_log_batches,
 };
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {
@@ -1289,6 +1534,17 @@ static int configure(sqlite_store *s, bool memory, cg_err *err) {
     return CG_OK;
 }
 
+/* PATH-redo beside the file; its owner replays it now (a crash left records behind). */
+static int open_redo(sqlite_store *s, const char *path, cg_err *err) {
+    char redo_path[CG_STORE_DSN_BYTES_MAX + 8];
+    if (snprintf(redo_path, sizeof redo_path, "%s-redo", path) >= (int)sizeof redo_path)
+        return cg_err_set(err, CG_ELIMIT, "database path longer than %d bytes",
+                          CG_STORE_DSN_BYTES_MAX);
+    int rc = redo_open(redo_path, &s->redo, &s->redo_owner, err);
+    if (!rc && s->redo_owner) rc = recover(s, err);
+    return rc;
+}
+
 /* Process configuration, once, before SQLite initializes: no global memory statistics (a
  * mutex taken on every one of SQLite's ~100 allocations per ledger call). If something else in
  * the process initialized SQLite first this fails harmlessly and the default stays. */
@@ -1321,6 +1577,7 @@ int cg_store_sqlite_open(const char *path, cg_store **out, cg_err *err) {
         return rc;
     }
     int rc = configure(s, memory, err);
+    if (!rc && !memory) rc = open_redo(s, path, err);
     if (rc) {
         sq_close(&s->base);
         return rc;

@@ -80,6 +80,8 @@ static inline void fx_remove_files(void) {
         unlink(p);
         snprintf(p, sizeof p, "%s-shm", file);
         unlink(p);
+        snprintf(p, sizeof p, "%s-redo", file);
+        unlink(p);
     }
     fx_path[0] = 0;
 }

@@ -26,6 +26,8 @@ static void remove_path(const char *path) {
     unlink(p);
     snprintf(p, sizeof p, "%s-shm", path);
     unlink(p);
+    snprintf(p, sizeof p, "%s-redo", path);
+    unlink(p);
 }
 
 static cg_ledger *open_path(const char *path, int cache_members_max) {

@@ -283,6 +283,24 @@ static void test_committed_state_survives_reopen(void **state) {
     assert_verify_clean(l);
 }
 
+/* Closes the ledger (its files then hold every call: a clean close commits the redo log's
+ * batches) and reopens it at the same place. */
+static cg_ledger *reopen_closed(void) {
+    cg_ledger_config cfg;
+    fx_config(&cfg, true);
+    char dsn[600];
+    snprintf(dsn, sizeof dsn, "sqlite:%s", fx_path);
+    cg_err err = {0};
+    cg_ledger *l = NULL;
+    assert_cg_ok(cg_ledger_open_dsn(dsn, &cfg, &l, &err), err);
+    return l;
+}
+
+static cg_ledger *reopen(cg_ledger *l) {
+    cg_ledger_close(l);
+    return reopen_closed();
+}
+
 /* Runs sql on every shard file of the ledger (behind its back). */
 static void tamper(const char *sql) {
     for (int i = 0; i < CG_LEDGER_SHARDS_MAX; i++) {
@@ -306,7 +324,10 @@ static void test_verify_reports_a_changed_balance(void **state) {
     grant_simple(l, "m1", 100);
     charge_mj(l, "m1", "k1");
     assert_verify_clean(l);
+    cg_ledger_close(l); /* an open ledger holds the files' write lock between flushes */
+    *state = NULL;
     tamper("UPDATE grants SET remaining = remaining + 5");
+    l = *state = reopen_closed();
     cg_verify_report r;
     cg_err err = {0};
     assert_int_equal(cg_ledger_verify(l, &r, &err), CG_ECONFLICT);
@@ -320,6 +341,7 @@ static void test_journal_refuses_edits(void **state) {
     if (dsn_env && strncmp(dsn_env, "sqlite:", 7) != 0) return;
     put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
     grant_simple(l, "m1", 100);
+    *state = l = reopen(l); /* the files hold what the ledger acknowledged */
     int files_with_entries = 0;
     for (int i = 0; i < CG_LEDGER_SHARDS_MAX; i++) { /* m1's entries are in one shard file */
         char file[560];
