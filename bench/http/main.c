@@ -2,11 +2,14 @@
  * this machine's ceiling, in one run:
  *   1. nginx GET /static.json (64 connections)            -> ceiling requests/s
  *   2. POST /v1/quote (64 connections)                    -> peak requests/s, ratio to nginx
- *      (1 and 2 alternate for 3 rounds; the best of each is kept: the machine is shared)
+ *      (1 and 2 alternate for 3 rounds, --rounds; the best of each is kept: the machine is shared)
  *   3. POST /v1/quote paced at about half of that peak    -> p99 (wrk delay(), 1 ms per conn)
  *   4. POST /v1/charges (64 connections, unique keys)     -> durable charges/s
  *
- *   build/bench/http [--seconds S] [--quote-threads N] [--charge-threads N]
+ *   build/bench/http [--seconds S] [--rounds N] [--quote-threads N] [--charge-threads N]
+ *                    [--quote-only 1]
+ *
+ * --quote-only 1 stops after the nginx/quote rounds (for profiling the quote: `perf record -p`).
  *
  * Needs wrk and nginx (Debian: apt-get install wrk nginx-light); without them it says so and
  * exits 0 so `make bench` still runs the others. Prints the figures, the goals and the machine. */
@@ -25,7 +28,7 @@
 #include "creditgate/http.h"
 #include "../machine.h"
 
-#define ROUNDS 3
+#define ROUNDS_MAX 20
 #define MEMBERS 16
 
 typedef struct wrk_result {
@@ -223,11 +226,14 @@ static void row(const char *name, const wrk_result *r, int connections) {
 
 int main(int argc, char **argv) {
     double seconds = 5;
-    int quote_threads = 32, charge_threads = 64;
+    int quote_threads = 32, charge_threads = 64, rounds = 3;
+    bool quote_only = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--quote-threads")) quote_threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--charge-threads")) charge_threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--quote-only")) quote_only = atoi(argv[i + 1]) != 0;
     }
     if (system("command -v wrk >/dev/null && command -v nginx >/dev/null") != 0 &&
         system("command -v wrk >/dev/null && test -x /usr/sbin/nginx") != 0) {
@@ -254,7 +260,9 @@ int main(int argc, char **argv) {
     snprintf(script, sizeof script, "%s/quote.lua", dir);
     wrk_result ceiling = {0}, quote = {0};
     double cpu_nginx_us = 0, cpu_quote_us = 0;
-    for (int round = 0; round < ROUNDS; round++) {
+    if (rounds < 1) rounds = 1;
+    if (rounds > ROUNDS_MAX) rounds = ROUNDS_MAX;
+    for (int round = 0; round < rounds; round++) {
         /* CPU per request is the figure the neighbours disturb least: throughput falls when
            another job takes the cores, the work done per request does not. */
         double n0 = nginx_cpu_us(nginx);
@@ -274,6 +282,14 @@ int main(int argc, char **argv) {
     waitpid(nginx, NULL, 0);
     row("nginx static 200-byte JSON (best)", &ceiling, 64);
     row("POST /v1/quote (peak, best)", &quote, 64);
+    if (quote_only) {
+        cg_http_server_stop(srv);
+        tc_rmdir(dir);
+        double ratio = ceiling.rps > 0 ? quote.rps / ceiling.rps : 0;
+        printf("quote / nginx: %.0f%%; server CPU per request: quote %.1f us, nginx %.1f us\n",
+               ratio * 100, cpu_quote_us, cpu_nginx_us);
+        return 0;
+    }
     /* half of peak: paced connections offering about half the peak rate */
     snprintf(script, sizeof script, "%s/quote_paced.lua", dir);
     double target = quote.rps / 2;

@@ -1,7 +1,8 @@
 /* body.c — turns a request body into a checked JSON object or a 400 that names the field.
  * Depth is measured by a scan before jansson parses (jansson recurses up to its own fixed
  * limit); then every member is checked against the route's field table: unknown names, wrong
- * types, out-of-range integers and over-long strings are refused. */
+ * types, out-of-range integers and over-long strings are refused. body_fields_parse gives the
+ * same answer as a flat table, reading the common body with body_fast.c's scanner instead. */
 #include <assert.h>
 #include <string.h>
 
@@ -78,26 +79,34 @@ static int check_value(req *r, const field_spec *f, json_t *v, const char *path)
     return 0;
 }
 
+bool body_str_ok(const field_spec *f, size_t bytes, const body_limits *lim) {
+    int64_t max = lim->string_bytes_max; /* the server-wide cap wins */
+    if (f->max > 0 && f->max < max) max = f->max;
+    return (int64_t)bytes <= max && (int64_t)bytes >= f->min;
+}
+
+bool body_int_ok(const field_spec *f, int64_t n) {
+    return n >= f->min && n <= f->max;
+}
+
 /* True when v passes check_value (no error body is written). */
-static bool check_value_ok(req *r, const field_spec *f, json_t *v) {
+bool body_value_ok(const field_spec *f, json_t *v, const body_limits *lim) {
     if (json_is_null(v)) return f->nullable || !f->required;
     switch (f->type) {
-    case F_INT: {
-        if (!json_is_integer(v)) return false;
-        json_int_t n = json_integer_value(v);
-        return n >= f->min && n <= f->max;
-    }
+    case F_INT: return json_is_integer(v) && body_int_ok(f, json_integer_value(v));
     case F_STR: {
         if (!json_is_string(v)) return false;
-        int64_t max = r->srv->config.string_bytes_max;
-        if (f->max > 0 && f->max < max) max = f->max;
         size_t len = json_string_length(v);
-        return (int64_t)len <= max && (int64_t)len >= f->min && !memchr(json_string_value(v), '\0', len);
+        return body_str_ok(f, len, lim) && !memchr(json_string_value(v), '\0', len);
     }
     case F_OBJ: return json_is_object(v);
     case F_BOOL: return json_is_boolean(v);
     }
     return false;
+}
+
+static body_limits limits_of(const req *r) {
+    return (body_limits){r->srv->config.json_depth_max, r->srv->config.string_bytes_max};
 }
 
 /* Checks one object level; nested objects are checked by the caller's second pass so there is
@@ -106,10 +115,11 @@ static int check_object(req *r, const field_spec *spec, json_t *obj, const char 
     const char *name;
     json_t *v;
     char path[128];
+    body_limits lim = limits_of(r);
     json_object_foreach(obj, name, v) {
         const field_spec *f = spec_find(spec, name);
         /* The dotted path is only built for an error: this loop runs on every request. */
-        if (!f || !check_value_ok(r, f, v)) {
+        if (!f || !body_value_ok(f, v, &lim)) {
             path_join(path, sizeof path, prefix, name);
             if (!f) return fail(r, 400, "unknown_field", path, "unknown field '%s'", path);
             return check_value(r, f, v, path);
@@ -218,4 +228,88 @@ const char *jstr(json_t *obj, const char *name) {
 int64_t jint(json_t *obj, const char *name, int64_t dflt) {
     json_t *v = obj ? json_object_get(obj, name) : NULL;
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+/* ---- the flat table ----------------------------------------------------------------------- */
+
+void body_layout(const field_spec *spec, body_fields *out) {
+    memset(out, 0, sizeof *out);
+    int count = 0;
+    for (const field_spec *f = spec; f->name; f++) count++;
+    int next = count;
+    for (int i = 0; i < count; i++) {
+        if (spec[i].type != F_OBJ) continue;
+        out->sub_at[i] = (uint8_t)next;
+        for (const field_spec *g = spec[i].sub; g->name; g++) {
+            assert(g->type != F_OBJ); /* field tables nest one level */
+            next++;
+        }
+    }
+    assert(next <= BODY_VALUES_MAX);
+}
+
+static void value_from_json(const field_spec *f, json_t *v, body_value *out) {
+    out->present = v != NULL;
+    out->null = json_is_null(v);
+    if (!v || out->null) return;
+    if (f->type == F_STR) out->str = json_string_value(v);
+    else if (f->type == F_INT) out->num = (int64_t)json_integer_value(v);
+    else if (f->type == F_BOOL) out->flag = json_is_true(v);
+}
+
+void body_fields_from_json(const field_spec *spec, json_t *root, body_fields *out) {
+    body_layout(spec, out);
+    out->root = root;
+    for (int i = 0; spec[i].name; i++) {
+        json_t *v = json_object_get(root, spec[i].name);
+        value_from_json(&spec[i], v, &out->values[i]);
+        if (spec[i].type != F_OBJ || !json_is_object(v)) continue;
+        const field_spec *sub = spec[i].sub;
+        for (int j = 0; sub[j].name; j++)
+            value_from_json(&sub[j], json_object_get(v, sub[j].name), &out->values[out->sub_at[i] + j]);
+    }
+}
+
+int body_fields_parse(req *r, const field_spec *spec, body_fields *out) {
+    assert(r && spec && out);
+    body_limits lim = limits_of(r);
+    char empty[] = "{}"; /* as body_parse reads an empty body */
+    char *text = r->body_bytes ? r->body : empty;
+    if (body_fast_scan(text, r->body_bytes ? r->body_bytes : 2, spec, &lim, out) == 0) return 0;
+    json_t *root = NULL;
+    int status = body_parse(r, spec, &root);
+    if (status) {
+        body_layout(spec, out);
+        return status;
+    }
+    body_fields_from_json(spec, root, out);
+    return 0;
+}
+
+void body_fields_free(body_fields *b) {
+    if (!b) return;
+    json_decref(b->root);
+    b->root = NULL;
+}
+
+const body_value *bf_value(const body_fields *b, int field, int sub) {
+    assert(field >= 0 && field < BODY_VALUES_MAX);
+    if (sub < 0) return &b->values[field];
+    assert(b->sub_at[field] > 0 && b->sub_at[field] + sub < BODY_VALUES_MAX);
+    return &b->values[b->sub_at[field] + sub];
+}
+
+const char *bf_str(const body_fields *b, int field, int sub) {
+    const body_value *v = bf_value(b, field, sub);
+    return v->present && !v->null ? v->str : NULL;
+}
+
+int64_t bf_int(const body_fields *b, int field, int sub, int64_t dflt) {
+    const body_value *v = bf_value(b, field, sub);
+    return v->present && !v->null ? v->num : dflt;
+}
+
+bool bf_object(const body_fields *b, int field) {
+    const body_value *v = bf_value(b, field, -1);
+    return v->present && !v->null;
 }

@@ -264,6 +264,57 @@ int body_parse(req *r, const field_spec *spec, json_t **out);
 const char *jstr(json_t *obj, const char *name);
 int64_t jint(json_t *obj, const char *name, int64_t dflt);
 
+/* What a body's values may be, from the server's configuration. */
+typedef struct body_limits {
+    int depth_max;
+    int64_t string_bytes_max;
+} body_limits;
+
+/* Whether one value passes spec f (type, null, range, length): the check every body gets. */
+bool body_value_ok(const field_spec *f, json_t *v, const body_limits *lim);
+bool body_str_ok(const field_spec *f, size_t bytes, const body_limits *lim);
+bool body_int_ok(const field_spec *f, int64_t n);
+
+/* A checked body as a flat table instead of a tree: values[i] is spec[i]; the fields of an
+ * F_OBJ spec[i] follow at values[sub_at[i] + j] (body_layout). Filled either by the fast
+ * scanner (body_fast.c, strings point into the request body) or from jansson's tree (root,
+ * strings point into it) — the handler cannot tell which. */
+#define BODY_VALUES_MAX 24
+
+typedef struct body_value {
+    bool present;     /* the member was in the body, null or not */
+    bool null;
+    const char *str;  /* F_STR: NUL-ended, no NUL inside */
+    int64_t num;      /* F_INT */
+    bool flag;        /* F_BOOL */
+} body_value;
+
+typedef struct body_fields {
+    body_value values[BODY_VALUES_MAX];
+    uint8_t sub_at[BODY_VALUES_MAX];
+    json_t *root;     /* NULL when the fast scanner read the body */
+} body_fields;
+
+/* Like body_parse, into a table: the fast scanner first, and for anything it declines,
+ * body_parse (jansson) — which alone writes the 400s, so every error is body_parse's. */
+int body_fields_parse(req *r, const field_spec *spec, body_fields *out);
+void body_fields_free(body_fields *b);
+/* Clears out and computes sub_at for spec. */
+void body_layout(const field_spec *spec, body_fields *out);
+/* Fills out from a tree body_parse accepted. */
+void body_fields_from_json(const field_spec *spec, json_t *root, body_fields *out);
+/* The value of spec field `field` (sub < 0), or of field `sub` of the object field `field`. */
+const body_value *bf_value(const body_fields *b, int field, int sub);
+const char *bf_str(const body_fields *b, int field, int sub);            /* NULL: absent, null */
+int64_t bf_int(const body_fields *b, int field, int sub, int64_t dflt);  /* dflt: absent, null */
+bool bf_object(const body_fields *b, int field);                         /* present, not null */
+
+/* body_fast.c: 0 when text is in the fast scanner's subset of JSON and passes spec and lim,
+ * with out filled (the strings' closing quotes in text overwritten with NULs); 1 when it is
+ * not — text is then untouched, and body_parse must read it and say what is wrong. */
+int body_fast_scan(char *text, size_t bytes, const field_spec *spec, const body_limits *lim,
+                   body_fields *out);
+
 /* ---- handlers (routes_*.c) ---------------------------------------------------------------- */
 
 int h_healthz(req *r);

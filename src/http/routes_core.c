@@ -94,29 +94,34 @@ int h_openapi(req *r) {
 
 /* ---- POST /v1/quote ---------------------------------------------------------------------- */
 
+/* Indices into the field tables, so the handler reads the flat table (body_fields) by name. */
+enum { M_PLAN, M_BILLING, M_JOINED };
+enum { A_MODEL, A_KIND, A_PROMPT };
+enum { Q_MEMBER, Q_MEMBER_ID, Q_MODEL, Q_VARIANT, Q_COUNT, Q_AT, Q_AGENT, Q_LANG };
+
 static const field_spec member_fields[] = {
-    {"plan", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
-    {"billing", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
-    {"joined", F_STR, true, false, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
+    [M_PLAN] = {"plan", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    [M_BILLING] = {"billing", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    [M_JOINED] = {"joined", F_STR, true, false, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
 static const field_spec agent_fields[] = {
-    {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
-    {"kind", F_STR, true, false, 1, 16, NULL},
-    {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
+    [A_MODEL] = {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    [A_KIND] = {"kind", F_STR, true, false, 1, 16, NULL},
+    [A_PROMPT] = {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
 static const field_spec quote_fields[] = {
-    {"member", F_OBJ, false, false, 0, 0, member_fields},
-    {"member_id", F_STR, false, false, 1, CG_HTTP_ID_BYTES_MAX - 1, NULL},
-    {"model", F_STR, false, true, 1, CG_NAME_BYTES_MAX - 1, NULL},
-    {"variant", F_STR, false, true, 1, CG_ID_BYTES_MAX - 1, NULL},
-    {"count", F_INT, false, false, 1, CG_COUNT_MAX, NULL},
-    {"at", F_STR, false, true, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
-    {"agent", F_OBJ, false, true, 0, 0, agent_fields},
-    {"lang", F_STR, false, true, 1, 8, NULL},
+    [Q_MEMBER] = {"member", F_OBJ, false, false, 0, 0, member_fields},
+    [Q_MEMBER_ID] = {"member_id", F_STR, false, false, 1, CG_HTTP_ID_BYTES_MAX - 1, NULL},
+    [Q_MODEL] = {"model", F_STR, false, true, 1, CG_NAME_BYTES_MAX - 1, NULL},
+    [Q_VARIANT] = {"variant", F_STR, false, true, 1, CG_ID_BYTES_MAX - 1, NULL},
+    [Q_COUNT] = {"count", F_INT, false, false, 1, CG_COUNT_MAX, NULL},
+    [Q_AT] = {"at", F_STR, false, true, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
+    [Q_AGENT] = {"agent", F_OBJ, false, true, 0, 0, agent_fields},
+    [Q_LANG] = {"lang", F_STR, false, true, 1, 8, NULL},
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
@@ -146,26 +151,25 @@ static int member_from_ledger(req *r, const char *member_id, int64_t at_us, cg_m
     return 0;
 }
 
-static int quote_input(req *r, json_t *body, cg_quote_input *in, cg_member_state *ms) {
-    json_t *member = json_object_get(body, "member");
-    const char *member_id = jstr(body, "member_id");
-    if (!!json_is_object(member) == !!member_id)
+static int quote_input(req *r, const body_fields *body, cg_quote_input *in, cg_member_state *ms) {
+    bool member = bf_object(body, Q_MEMBER);
+    const char *member_id = bf_str(body, Q_MEMBER_ID, -1);
+    if (member == !!member_id)
         return fail(r, 400, "invalid", "member", "give exactly one of member or member_id");
     if (r->who.role == ROLE_MEMBER && (!member_id || strcmp(member_id, r->who.member_id)))
         return fail(r, 403, "forbidden", "member_id", "a member token quotes only its own member");
     memset(in, 0, sizeof *in);
-    in->model = jstr(body, "model");
-    in->variant = jstr(body, "variant");
-    in->count = jint(body, "count", 1);
+    in->model = bf_str(body, Q_MODEL, -1);
+    in->variant = bf_str(body, Q_VARIANT, -1);
+    in->count = bf_int(body, Q_COUNT, -1, 1);
     in->at_us = cg_time_now_us();
-    const char *at = jstr(body, "at");
+    const char *at = bf_str(body, Q_AT, -1);
     int status;
     if (at && (status = parse_instant(r, "at", at, &in->at_us))) return status;
-    json_t *agent = json_object_get(body, "agent");
-    if (json_is_object(agent)) {
-        in->agent_model = jstr(agent, "model");
-        in->agent_kind = jstr(agent, "kind");
-        in->prompt = jstr(agent, "prompt");
+    if (bf_object(body, Q_AGENT)) {
+        in->agent_model = bf_str(body, Q_AGENT, A_MODEL);
+        in->agent_kind = bf_str(body, Q_AGENT, A_KIND);
+        in->prompt = bf_str(body, Q_AGENT, A_PROMPT);
     }
     if (!in->model && !in->agent_model)
         return fail(r, 400, "missing_field", "model", "model is required (unless agent.kind is video)");
@@ -173,9 +177,9 @@ static int quote_input(req *r, json_t *body, cg_quote_input *in, cg_member_state
         snprintf(r->member_id, sizeof r->member_id, "%s", member_id);
         return member_from_ledger(r, member_id, in->at_us, ms, in);
     }
-    in->plan = jstr(member, "plan");
-    in->billing = jstr(member, "billing");
-    in->joined = jstr(member, "joined");
+    in->plan = bf_str(body, Q_MEMBER, M_PLAN);
+    in->billing = bf_str(body, Q_MEMBER, M_BILLING);
+    in->joined = bf_str(body, Q_MEMBER, M_JOINED);
     return 0;
 }
 
@@ -206,14 +210,14 @@ static int reply_decision(req *r, const cg_decision *d, cg_lang lang) {
 }
 
 int h_quote(req *r) {
-    json_t *body = NULL;
-    int status = body_parse(r, quote_fields, &body);
+    body_fields body;
+    int status = body_fields_parse(r, quote_fields, &body);
     if (status) return status;
     cg_lang lang;
     cg_quote_input in;
     cg_member_state ms;
-    status = lang_of(r, jstr(body, "lang"), &lang);
-    if (!status) status = quote_input(r, body, &in, &ms);
+    status = lang_of(r, bf_str(&body, Q_LANG, -1), &lang);
+    if (!status) status = quote_input(r, &body, &in, &ms);
     if (!status) {
         snapshot *snap = r->snap;
         cg_decision d;
@@ -226,7 +230,7 @@ int h_quote(req *r) {
             status = reply_decision(r, &d, lang);
         }
     }
-    json_decref(body);
+    body_fields_free(&body);
     return status;
 }
 
