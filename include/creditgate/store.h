@@ -12,9 +12,11 @@
  * Durability is split in two so group commit can pipeline: `commit` makes a transaction
  * visible and crash-consistent, `sync` makes every transaction committed so far durable
  * (power loss included). The ledger acknowledges a call only after a `sync` that began after
- * its commit. SQLite: commit under synchronous=NORMAL (WAL appended, no fsync), sync =
- * fdatasync of the -wal file — the same fsync synchronous=FULL issues inside COMMIT, moved off
- * the writer so the next batch is applied while the disk flushes this one. */
+ * its commit. SQLite, per-batch commits: commit under synchronous=NORMAL (WAL appended, no
+ * fsync), sync = fdatasync of the -wal file — the same fsync synchronous=FULL issues inside
+ * COMMIT, moved off the writer so the next batch is applied while the disk flushes this one.
+ * SQLite after log_batches (the ledger's default): commit appends the batch to the redo log
+ * beside the file, sync = fdatasync of that log (src/store/redo.h). */
 #ifndef CREDITGATE_STORE_H
 #define CREDITGATE_STORE_H
 
