@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "creditgate/engine_json.h"
 #include "creditgate/time.h"
 #include "internal.h"
 
@@ -60,6 +61,7 @@ void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
     if (cs->next) cs->next->prev = cs->prev;
     pthread_mutex_unlock(&srv->conns_lock);
     sodium_memzero(cs->auth_text, sizeof cs->auth_text); /* a key or token was kept here */
+    free(cs->reply_buf);
     free(cs);
     *socket_context = NULL;
 }
@@ -74,9 +76,14 @@ void conn_request_whole(conn_state *cs) {
     if (cs) atomic_store_explicit(&cs->deadline_at_us, 0, memory_order_relaxed);
 }
 
-void conn_request_done(cg_http_server *srv, conn_state *cs) {
-    if (cs) atomic_store_explicit(&cs->deadline_at_us, deadline_after(srv, cg_time_now_us()),
+void conn_request_done(cg_http_server *srv, conn_state *cs, int64_t now_us) {
+    if (cs) atomic_store_explicit(&cs->deadline_at_us, deadline_after(srv, now_us),
                                   memory_order_relaxed);
+}
+
+char *conn_reply_buffer(conn_state *cs) {
+    if (cs && !cs->reply_buf) cs->reply_buf = malloc(CG_DECISION_JSON_BYTES_MAX);
+    return cs ? cs->reply_buf : NULL;
 }
 
 /* ---- the watchdog ------------------------------------------------------------------------- */

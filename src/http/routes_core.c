@@ -194,15 +194,20 @@ void count_decision(req *r, const cg_decision *d) {
 }
 
 /* The quote answer is written straight into the response buffer (cg_decision_write_json):
- * on this hot path a jansson tree and its dump cost more than the decision itself. */
+ * on this hot path a jansson tree and its dump cost more than the decision itself. The
+ * buffer is the connection's (conn_reply_buffer), sent as it is; a fresh one only when the
+ * connection has none. */
 static int reply_decision(req *r, const cg_decision *d, cg_lang lang) {
-    char *text = malloc(CG_DECISION_JSON_BYTES_MAX);
+    char *text = conn_reply_buffer(r->cs);
+    bool owned = text == NULL;
+    if (owned) text = malloc(CG_DECISION_JSON_BYTES_MAX);
     size_t bytes = text ? cg_decision_write_json(d, lang, text, CG_DECISION_JSON_BYTES_MAX) : 0;
     if (bytes == 0) {
-        free(text);
+        if (owned) free(text);
         return reply(r, 200, cg_decision_to_json(d, lang));
     }
-    r->out_text_owned = text;
+    if (owned) r->out_text_owned = text;
+    else r->out_text = text;
     r->out_text_bytes = bytes;
     r->content_type = "application/json";
     r->status = 200;

@@ -483,9 +483,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     cg_http_server *srv = cls;
     req *r = *con_cls;
-    conn_request_done(srv, r ? r->cs : conn_of(conn)); /* the next request's clock starts */
+    int64_t now_us = cg_time_now_us();
+    conn_request_done(srv, r ? r->cs : conn_of(conn), now_us); /* the next request's clock starts */
     if (!r) return;
-    int64_t latency_us = cg_time_now_us() - r->started_at_us;
+    int64_t latency_us = now_us - r->started_at_us;
     metrics_request(&srv->metrics, r->route, r->answered ? r->status : 0, latency_us);
     const char *method = r->method;
     access_log(srv, r, method, r->path, latency_us);

@@ -227,6 +227,37 @@ static void test_quote_by_member_id(void **state) {
     expect(&r, 404, "member_id");
 }
 
+/* Three quotes pipelined on one connection: each answer is written into the connection's
+ * reply buffer, so each must be sent whole before the next request overwrites it. */
+static void test_pipelined_quotes_each_get_their_own_answer(void **state) {
+    (void)state;
+    static const char *const models[] = {"sora", "grok-imagine", "midjourney"};
+    char raw[4096];
+    size_t used = 0;
+    for (int i = 0; i < 3; i++) {
+        char body[256];
+        int n = snprintf(body, sizeof body, "{\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\","
+                         "\"joined\":\"2025-11-25\"},\"model\":\"%s\",\"count\":%d}", models[i], i + 1);
+        used += (size_t)snprintf(raw + used, sizeof raw - used,
+                                 "POST /v1/quote HTTP/1.1\r\nHost: x\r\n%sAuthorization: Bearer %s\r\n"
+                                 "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                                 i == 2 ? "Connection: close\r\n" : "", service, n, body);
+    }
+    tc_response r = tc_raw(port, raw, used);
+    assert_int_equal(r.status, 200);
+    /* the first answer's body runs into the next answers: find each in order */
+    const char *at = r.body;
+    for (int i = 0; i < 3; i++) {
+        char want[96];
+        snprintf(want, sizeof want, "\"model\":\"%s\",\"variant\":null,\"count\":%d,", models[i], i + 1);
+        const char *hit = strstr(at, want);
+        if (!hit) fail_msg("answer %d (%s) missing or out of order in:\n%s", i + 1, models[i], r.body);
+        at = hit + strlen(want);
+        if (i < 2) assert_non_null(strstr(at, "HTTP/1.1 200"));
+    }
+    tc_free(&r);
+}
+
 static const char *const member_ok = "\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\"}";
 
 static void quote_bad(const char *tail, int status, const char *field) {
@@ -929,6 +960,7 @@ int main(void) {
         cmocka_unit_test(test_openapi_matches_routes),
         cmocka_unit_test(test_quote_equals_cli_json),
         cmocka_unit_test(test_quote_by_member_id),
+        cmocka_unit_test(test_pipelined_quotes_each_get_their_own_answer),
         cmocka_unit_test(test_quote_rejects_bad_fields_naming_them),
         cmocka_unit_test(test_quote_huge_numbers_are_out_of_range),
         cmocka_unit_test(test_quote_unknown_model_suggests),
