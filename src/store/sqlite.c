@@ -223,7 +223,8 @@ typedef struct sqlite_store {
     size_t op_mark;        /* the record's size at the op savepoint */
     int64_t flush_interval_us;
     bool checkpointed;     /* wal_hook: a checkpoint backfilled the whole WAL */
-    bool failed;           /* a database commit failed: refuse until reopened (replay) */
+    bool replay_due;       /* a flush failed: the next begin replays the log first */
+    bool failed;           /* the log and the file disagree: refuse until reopened */
     cg_err failure;
 } sqlite_store;
 
@@ -326,8 +327,10 @@ static int exec_simple(cg_store *store, int id, cg_err *err, const char *what) {
  * the file up to a flush interval behind, and their writes wait for the writer's flush (busy
  * timeout).
  *
- * If a flush fails the store stops (every later begin is refused) with its transaction still
- * open, so no other process writes past records only the log holds; reopening replays them. */
+ * If a flush fails (disk full, I/O error) its transaction is rolled back — the log holds every
+ * record since the last flush — and the next begin replays the log into a new one and commits
+ * it before anything else; until that succeeds every batch is refused (retry), and the log
+ * stays locked, so no other process writes past records only the log holds. */
 
 #define REDO_LOG_BYTES_MAX (64 * 1024 * 1024)     /* a flush is due */
 #define REDO_LOG_RESTART_BYTES (32 * 1024 * 1024) /* a flush syncs the WAL to restart the log */
@@ -412,7 +415,7 @@ static int take_over_log(sqlite_store *s, cg_err *err) {
     return recover(s, err);
 }
 
-/* Stops the store: see "If a flush fails" above. */
+/* Stops the store for good (until reopened): the file and the log disagree. */
 static void fail_stop(sqlite_store *s, const cg_err *why) {
     s->failed = true;
     cg_err_set(&s->failure, CG_EIO, "the ledger file could not be committed (%s); restart "
@@ -447,6 +450,20 @@ static int sq_begin(cg_store *st, cg_err *err) {
         if (err) *err = s->failure;
         return s->failure.code;
     }
+    if (s->replay_due) {
+        uint64_t lsn = s->lsn;
+        int rc = recover(s, err);
+        if (rc) return rc;
+        s->replay_due = false;
+        if (s->lsn != lsn) {
+            cg_err why;
+            cg_err_set(&why, CG_EIO, "the redo log replays to record %llu, but %llu were "
+                       "written", (unsigned long long)s->lsn, (unsigned long long)lsn);
+            fail_stop(s, &why);
+            if (err) *err = s->failure;
+            return s->failure.code;
+        }
+    }
     if (!s->txn_open) {
         int rc = exec_simple(st, ST_BEGIN, err, "begin");
         if (rc) return rc;
@@ -476,7 +493,11 @@ static int sq_commit(cg_store *st, cg_err *err) {
         redo_bytes(s->redo) < REDO_LOG_BYTES_MAX)
         return CG_OK;
     cg_err why = {0};
-    if (flush_to_file(s, &why)) fail_stop(s, &why); /* this batch is in the log all the same */
+    if (flush_to_file(s, &why)) { /* this batch is in the log all the same: see above */
+        if (!sqlite3_get_autocommit(s->db)) exec_simple(st, ST_ROLLBACK, NULL, "rollback");
+        s->txn_open = false;
+        s->replay_due = true;
+    }
     return CG_OK;
 }
 

@@ -9,7 +9,12 @@
  * `creditgate ledger verify` passes on the database.
  *
  * After a failed fsync the server answers 503 (never 500) and /readyz says 503 while the ledger
- * refuses every call. CG_FAULT_ROUNDS sets the on/off rounds (default 4). */
+ * refuses every call. CG_FAULT_ROUNDS sets the on/off rounds (default 4).
+ *
+ * The ledger appends each batch to a redo log (ledger.db-redo, fsynced per batch) and commits
+ * the database file once a second: faults on every file hit the log first; faults on the WAL
+ * alone hit that commit, which must neither lose an acknowledged call nor stop the server
+ * (test_disk_full_on_the_wal_alone_recovers). */
 #include "testlib.h"
 
 #include <jansson.h>
@@ -40,6 +45,7 @@ typedef struct loader {
 static cp_env env;
 static char ctl[600], shim[PATH_MAX];
 static char env_preload[PATH_MAX + 16], env_match[64], env_ctl[700], env_asan[600];
+static const char *fault_match = "ledger.db"; /* the files whose writes and syncs fail */
 static tally t;
 static atomic_bool load_on;
 static atomic_uint port_now;
@@ -62,9 +68,10 @@ static void fault_set(const char *words) {
     if (on && !(atomic_load(&fault_epoch) & 1)) atomic_fetch_add(&fault_epoch, 1);
 }
 
-static int faults_injected(void) {
+/* Injections logged so far on files whose path contains `in` ("" for any). */
+static int faults_injected_in(const char *in) {
     char cmd[800];
-    snprintf(cmd, sizeof cmd, "grep -c '^cgfault:' '%s'", env.log);
+    snprintf(cmd, sizeof cmd, "grep -c '^cgfault: [a-z0-9]* [^ ]*%s' '%s'", in, env.log);
     FILE *p = popen(cmd, "r");
     int n = 0;
     if (p) {
@@ -73,6 +80,8 @@ static int faults_injected(void) {
     }
     return n;
 }
+
+static int faults_injected(void) { return faults_injected_in(""); }
 
 static int build_shim(void) {
     const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
@@ -87,7 +96,7 @@ static int build_shim(void) {
 
 static cp_proc start_faulty(void) {
     snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s", shim);
-    snprintf(env_match, sizeof env_match, "CG_FAULT_MATCH=ledger.db");
+    snprintf(env_match, sizeof env_match, "CG_FAULT_MATCH=%s", fault_match);
     snprintf(env_ctl, sizeof env_ctl, "CG_FAULT_CTL=%s", ctl);
     /* an ASan server refuses a preloaded library ahead of its runtime unless told */
     const char *asan = getenv("ASAN_OPTIONS");
@@ -255,7 +264,7 @@ static void write_faults(const char *words) {
     usleep(300000);
     bool recovered = atomic_load(&t.acked) > acked_after;
     stop_load(th);
-    int injected = faults_injected();
+    int injected = faults_injected(), injected_log = faults_injected_in("-redo");
     int64_t checked = check_after(p.port, ls);
     int status = cp_stop(&p, SIGTERM, 30000);
     verify_clean();
@@ -265,6 +274,7 @@ static void write_faults(const char *words) {
            (long)atomic_load(&t.answered_503), (long)atomic_load(&t.answered_500),
            (long)atomic_load(&t.no_answer), recovered ? "yes" : "NO", (long long)checked);
     assert_true(injected > 0);
+    assert_true(injected_log > 0); /* the redo log is what a batch writes */
     assert_true(atomic_load(&t.answered_503) > 0);
     assert_int_equal(atomic_load(&t.answered_500), 0);
     assert_int_equal(atomic_load(&t.no_answer), 0);
@@ -306,7 +316,7 @@ static void test_failed_fsync_refuses_until_restart_and_loses_nothing(void **s) 
     stop_load(th);
     long answered_500 = atomic_load(&t.answered_500), answered_503 = atomic_load(&t.answered_503);
     int status = cp_stop(&p, SIGTERM, 30000);
-    int injected = faults_injected();
+    int injected = faults_injected(), injected_log = faults_injected_in("-redo");
     p = start_faulty(); /* same database, no fault */
     int64_t checked = check_after(p.port, ls);
     cp_stop(&p, SIGTERM, 30000);
@@ -316,6 +326,7 @@ static void test_failed_fsync_refuses_until_restart_and_loses_nothing(void **s) 
            "back, pending keys applied once, verify clean\n", injected, acked_after_fault,
            answered_503, answered_500, ready, (long long)checked);
     assert_true(injected > 0);
+    assert_true(injected_log > 0); /* the fsync that failed is the redo log's */
     assert_int_equal(acked_after_fault, 0);
     assert_true(answered_500 + answered_503 > 0);
     assert_int_equal(atomic_load(&t.no_answer), 0);
@@ -325,11 +336,56 @@ static void test_failed_fsync_refuses_until_restart_and_loses_nothing(void **s) 
     cp_env_free(&env);
 }
 
+/* Disk full on the WAL alone, for longer than the ledger's flush interval (1 s): batches still
+ * reach the redo log and are acknowledged, the flush into the file fails and is rolled back,
+ * and the next batches — refused (503) while the WAL stays full — replay the log first. Once it
+ * clears the server serves again, without a restart, and every acknowledged charge is there. */
+static void test_disk_full_on_the_wal_alone_recovers(void **s) {
+    (void)s;
+    fault_match = "ledger.db-wal";
+    fresh_env();
+    cp_proc p = start_faulty();
+    for (int i = 0; i < LOAD_THREADS; i++) member_setup(p.port, i);
+    static loader ls[LOAD_THREADS];
+    pthread_t th[LOAD_THREADS];
+    run_load(ls, th);
+    for (int round = 0; round < 2; round++) {
+        usleep(300000);
+        fault_set("write=ENOSPC");
+        usleep(2500000);
+        fault_set("");
+    }
+    usleep(300000);
+    long acked_after = atomic_load(&t.acked);
+    usleep(500000);
+    bool recovered = atomic_load(&t.acked) > acked_after;
+    stop_load(th);
+    int injected = faults_injected_in("-wal");
+    int64_t checked = check_after(p.port, ls);
+    int status = cp_stop(&p, SIGTERM, 30000);
+    verify_clean();
+    fault_match = "ledger.db";
+    printf("  write=ENOSPC on the WAL: %d faults injected; answers: %ld 2xx, %ld 503, %ld 500, "
+           "%ld none; served again after clearing: %s; %lld acknowledged charges read back, "
+           "verify clean\n", injected, (long)atomic_load(&t.acked),
+           (long)atomic_load(&t.answered_503), (long)atomic_load(&t.answered_500),
+           (long)atomic_load(&t.no_answer), recovered ? "yes" : "NO", (long long)checked);
+    assert_true(injected > 0); /* a flush met the full disk */
+    assert_true(atomic_load(&t.answered_503) > 0);
+    assert_int_equal(atomic_load(&t.answered_500), 0);
+    assert_int_equal(atomic_load(&t.no_answer), 0);
+    assert_int_equal(atomic_load(&t.answered_other), 0);
+    assert_true(recovered);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cp_env_free(&env);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disk_full_answers_503_and_recovers),
         cmocka_unit_test(test_write_eio_answers_503_and_recovers),
         cmocka_unit_test(test_failed_fsync_refuses_until_restart_and_loses_nothing),
+        cmocka_unit_test(test_disk_full_on_the_wal_alone_recovers),
     };
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
 }
