@@ -122,7 +122,10 @@ static int scan_key(scanner *s, const field_spec *spec, uint32_t *seen) {
     skip_ws(s);
     if (!scan_string(s, &at, &bytes) || !take(s, ':')) return -1;
     for (int i = 0; spec[i].name; i++) {
-        if (strncmp(spec[i].name, at, bytes) != 0 || spec[i].name[bytes] != '\0') continue;
+        /* the first byte rejects most names cheaply; at[0] is the closing quote when empty */
+        if (spec[i].name[0] != at[0] || strncmp(spec[i].name, at, bytes) != 0 ||
+            spec[i].name[bytes] != '\0')
+            continue;
         if (*seen & (1u << i)) return -1;
         *seen |= 1u << i;
         return i;

@@ -291,9 +291,9 @@ bool body_int_ok(const field_spec *f, int64_t n);
 typedef struct body_value {
     bool present;     /* the member was in the body, null or not */
     bool null;
+    bool flag;        /* F_BOOL */
     const char *str;  /* F_STR: NUL-ended, no NUL inside */
     int64_t num;      /* F_INT */
-    bool flag;        /* F_BOOL */
 } body_value;
 
 typedef struct body_fields {
