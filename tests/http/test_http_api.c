@@ -322,6 +322,43 @@ static void test_quote_huge_numbers_are_out_of_range(void **state) {
     expect(&r, 400, "count");
 }
 
+/* The common body is read by src/http/body_fast.c; anything outside its subset goes to jansson.
+ * Over the wire, both sides of that line give the answers they always gave: the same 200 for
+ * the same request written with escapes, UTF-8 or odd spacing, and the same 400s. */
+static void test_quote_bodies_outside_the_fast_path(void **state) {
+    (void)state;
+    static const char *const plain = "{\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\","
+                                     "\"joined\":\"2025-11-25\"},\"model\":\"sora\",\"count\":2}";
+    static const char *const same[] = {
+        "{\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\"},"
+        "\"model\":\"s\\u006fra\",\"count\":2}", /* an escape in a value */
+        "{\"member\":{\"plan\":\"plus\",\"billing\":\"monthly\",\"joined\":\"2025-11-25\"},"
+        "\"m\\u006fdel\":\"sora\",\"count\":2}", /* an escape in a name */
+        "\r\n\t{ \"member\" : { \"plan\" : \"plus\" , \"billing\":\"monthly\",\"joined\":\"2025-11-25\" } ,"
+        "\"count\" : 2 , \"model\" : \"sora\" , \"variant\" : null , \"agent\" : null }\n",
+    };
+    tc_response want = tc_request(port, "POST", "/v1/quote", service, NULL, plain);
+    assert_int_equal(want.status, 200);
+    char *cut = strstr(want.body, "\"items\""); /* "at" is the instant of each request */
+    assert_non_null(cut);
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        tc_response r = tc_request(port, "POST", "/v1/quote", service, NULL, same[i]);
+        if (r.status != 200 || !strstr(r.body, cut)) fail_msg("%s\n-> %d %s", same[i], r.status, r.body);
+        tc_free(&r);
+    }
+    tc_free(&want);
+    /* just inside the scanner (18 digits) and just outside (19): both out of range for count */
+    quote_bad(",\"model\":\"sora\",\"count\":999999999999999999", 400, "count");
+    quote_bad(",\"model\":\"sora\",\"count\":9999999999999999999", 400, "count");
+    quote_bad(",\"model\":\"sora\",\"model\":\"sora\"", 400, NULL); /* duplicate: jansson's */
+    quote_bad(",\"model\":\"sora\",\"count\":01", 400, NULL);       /* malformed */
+    quote_bad(",\"model\":\"sora\",\"count\":-0", 400, "count");    /* 0: out of range */
+    quote_bad(",\"model\":\"sora\",\"lang\":\"caf\xc3\xa9\"", 400, "lang");
+    quote_bad(",\"model\":\"sora\",\"member_id\":null", 200, NULL); /* null: absent */
+    quote_bad(",\"model\":\"sora\",\"agent\":{}", 400, "agent.model");
+    quote_bad(",\"model\":\"sora\"} ", 400, NULL);                  /* text after the body */
+}
+
 static void test_quote_unknown_model_suggests(void **state) {
     (void)state;
     char body[512];
@@ -964,6 +1001,7 @@ int main(void) {
         cmocka_unit_test(test_quote_rejects_bad_fields_naming_them),
         cmocka_unit_test(test_quote_huge_numbers_are_out_of_range),
         cmocka_unit_test(test_quote_unknown_model_suggests),
+        cmocka_unit_test(test_quote_bodies_outside_the_fast_path),
         cmocka_unit_test(test_malformed_and_limits),
         cmocka_unit_test(test_mangled_bodies_never_500),
         cmocka_unit_test(test_body_size_limit_413),
