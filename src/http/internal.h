@@ -140,7 +140,8 @@ typedef struct conn_state {
     /* The quote's answer is written here rather than into a fresh 4 KiB block per request
        (malloc of that size consolidated the heap: ~1% of a quote). libmicrohttpd runs one
        request of a connection at a time and sends its response whole before it reads the next,
-       so the buffer is free again whenever a handler runs. NULL until the first quote. */
+       so the buffer is free again whenever a handler runs. NULL until the first quote; at most
+       connections_max of them (16 MiB at the default 4,096 connections). */
     char *reply_buf;
 } conn_state;
 
