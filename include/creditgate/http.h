@@ -50,6 +50,9 @@ typedef struct cg_http_config {
     int drain_timeout_ms;  /* SIGTERM: how long in-flight requests may take to finish */
     int ledger_shards;     /* cg_ledger_config.shards: a new SQLite ledger's file count, or
                               PostgreSQL writer connections; 0 the default */
+    int ledger_flush_ms;   /* cg_ledger_config.flush_interval_ms: how often a SQLite ledger's
+                              files are committed (between, batches go to their redo logs);
+                              0 commits every batch. Default CG_LEDGER_FLUSH_MS_DEFAULT */
 } cg_http_config;
 
 /* Built-in defaults: 127.0.0.1:8080, policy/carat.yaml, data/creditgate.db, ... */

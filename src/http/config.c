@@ -64,6 +64,9 @@ static const opt opts[] = {
      "SIGTERM: longest wait for in-flight requests"},
     {"ledger_shards", OPT_INT, OFF(ledger_shards), SZ(ledger_shards), 0, CG_LEDGER_SHARDS_MAX,
      "a new SQLite ledger's shard files, or PostgreSQL writer connections (0 default)"},
+    {"ledger_flush_ms", OPT_INT, OFF(ledger_flush_ms), SZ(ledger_flush_ms), 0,
+     CG_LEDGER_FLUSH_MS_MAX, "SQLite: ms between commits of the files, batches in the redo "
+     "log meanwhile (0 every batch)"},
 };
 #define OPTS_COUNT (sizeof opts / sizeof opts[0])
 
@@ -88,6 +91,7 @@ void cg_http_config_defaults(cg_http_config *config) {
     config->connections_per_ip_max = 256; /* one address cannot take every connection */
     config->reload_check_ms = 1000;
     config->drain_timeout_ms = 10000;
+    config->ledger_flush_ms = CG_LEDGER_FLUSH_MS_DEFAULT;
 }
 
 static const opt *opt_find(const char *key) {

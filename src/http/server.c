@@ -550,6 +550,7 @@ static int open_ledger(cg_http_server *srv, const snapshot *snap, cg_ledger **ou
     cg_ledger_config_default(&lc);
     lc.engine = &snap->engine;
     lc.shards = srv->config.ledger_shards;
+    lc.flush_interval_ms = srv->config.ledger_flush_ms;
     return cg_ledger_open_dsn(srv->config.db_path, &lc, out, err);
 }
 

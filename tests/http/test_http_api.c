@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "creditgate/http.h"
+#include "creditgate/ledger.h"
 #include "http/client.h"
 
 static char dir[256];
@@ -986,6 +987,13 @@ static void test_config_precedence_flags_env_file(void **state) {
     char *argv6[] = {"--ledger-shards", "17"}; /* above CG_LEDGER_SHARDS_MAX */
     assert_int_equal(cg_http_config_load(&c, 2, argv6, &err), CG_EINVAL);
     assert_string_equal(err.field, "ledger_shards");
+    assert_int_equal(c.ledger_flush_ms, CG_LEDGER_FLUSH_MS_DEFAULT);
+    char *argv7[] = {"--ledger-flush-ms", "0"};  /* every batch commits the files */
+    assert_cg_ok(cg_http_config_load(&c, 2, argv7, &err), err);
+    assert_int_equal(c.ledger_flush_ms, 0);
+    char *argv8[] = {"--ledger-flush-ms", "60001"};
+    assert_int_equal(cg_http_config_load(&c, 2, argv8, &err), CG_EINVAL);
+    assert_string_equal(err.field, "ledger_flush_ms");
     unsetenv("CREDITGATE_THREADS");
     unsetenv("CREDITGATE_BODY_BYTES_MAX");
 }
