@@ -195,11 +195,12 @@ static int resolve_variant(const cg_policy *p, const cg_quote_input *in, cg_requ
         if (m->variant_count == 0)
             return cg_err_set_field(err, CG_EINVAL, "variant", "model '%s' has no variants", m->id);
         int v = cg_policy_variant_find(m, in->variant);
-        char known[128];
-        list_ids(known, sizeof known, m->variants[0].id, sizeof m->variants[0], m->variant_count);
-        if (v < 0)
+        if (v < 0) { /* the list only for the error: quotes with a valid variant skip it */
+            char known[128];
+            list_ids(known, sizeof known, m->variants[0].id, sizeof m->variants[0], m->variant_count);
             return cg_err_set_field(err, CG_EINVAL, "variant", "model '%s' has no variant '%s' (variants: %s)",
                                     m->id, in->variant, known);
+        }
         if (out->variant >= 0 && out->variant != v)
             return cg_err_set_field(err, CG_EINVAL, "variant", "model name says '%s' but variant says '%s'",
                                     m->variants[out->variant].id, in->variant);
