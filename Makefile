@@ -26,7 +26,7 @@ CLI      := $(BUILD)/creditgate
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_BIN := $(patsubst bench/%/main.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-FUZZ_TARGETS := policy quote time http_quote http_charge http_settle http_member http_raw
+FUZZ_TARGETS := policy quote time http_quote http_charge http_settle http_member http_raw http_body
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_SECONDS ?= 60
 FUZZ_SEED ?= 0
@@ -89,6 +89,11 @@ fuzz-smoke:
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIB) $(LDLIBS)
+
+# the body scanner's differential check is its unit test's, built as a target
+$(BUILD)/fuzz/fuzz_http_body: tests/fuzz/fuzz_http_body.c tests/http/test_http_body.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -fsanitize=fuzzer -o $@ $< $(LIB) $(TEST_LIBS) $(LDLIBS)
 
 fuzz-run: $(FUZZ_BIN)
 	@for t in $(FUZZ_TARGETS); do \
