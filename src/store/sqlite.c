@@ -223,6 +223,7 @@ typedef struct sqlite_store {
     size_t op_mark;        /* the record's size at the op savepoint */
     int64_t flush_interval_us;
     bool checkpointed;     /* wal_hook: a checkpoint backfilled the whole WAL */
+    int checkpoint_error;  /* wal_hook: the last checkpoint's I/O error (SQLite code), or 0 */
     bool replay_due;       /* a flush failed: the next begin replays the log first */
     bool failed;           /* the log and the file disagree: refuse until reopened */
     cg_err failure;
@@ -357,6 +358,15 @@ static int sq_sync(cg_store *st, cg_err *err) {
     return s->long_txn ? redo_sync(s->redo, err) : wal_sync(s, err);
 }
 
+/* Stops the store for good (until reopened): the file and the log disagree, or an fsync of
+ * the file failed — after which Linux may report later fsyncs clean without the lost writes,
+ * so nothing written since is known durable and the log must not restart. */
+static void fail_stop(sqlite_store *s, const cg_err *why) {
+    s->failed = true;
+    cg_err_set(&s->failure, CG_EIO, "the ledger file could not be committed (%s); restart "
+               "creditgate to replay its redo log", why->msg);
+}
+
 /* Binds a replayed statement's values and runs it. */
 static int replay_entry(void *ctx, int statement, const redo_param *params, int count,
                         cg_err *err) {
@@ -380,7 +390,8 @@ static int replay_entry(void *ctx, int statement, const redo_param *params, int 
 }
 
 /* Replays the log's records past the lsn the file holds, in one transaction, and makes the
- * result durable. The log then restarts: the file holds all of it. */
+ * result durable (an fsync of the WAL, even when nothing was replayed: a failed flush may
+ * have committed without one). The log then restarts: the file holds all of it. */
 static int recover(sqlite_store *s, cg_err *err) {
     assert(s->redo_owner && !s->txn_open);
     int rc = exec_simple(&s->base, ST_BEGIN, err, "begin recovery");
@@ -401,7 +412,10 @@ static int recover(sqlite_store *s, cg_err *err) {
         exec_simple(&s->base, ST_ROLLBACK, NULL, "rollback recovery");
         return rc;
     }
-    if (last != applied && (rc = wal_sync(s, err))) return rc;
+    if ((rc = wal_sync(s, err))) {
+        fail_stop(s, err);
+        return rc;
+    }
     s->lsn = last;
     redo_restart(s->redo);
     return CG_OK;
@@ -415,13 +429,6 @@ static int take_over_log(sqlite_store *s, cg_err *err) {
     return recover(s, err);
 }
 
-/* Stops the store for good (until reopened): the file and the log disagree. */
-static void fail_stop(sqlite_store *s, const cg_err *why) {
-    s->failed = true;
-    cg_err_set(&s->failure, CG_EIO, "the ledger file could not be committed (%s); restart "
-               "creditgate to replay its redo log", why->msg);
-}
-
 /* Commits the long transaction with the last record's lsn; restarts the log when the file
  * holds every record durably (see above). */
 static int flush_to_file(sqlite_store *s, cg_err *err) {
@@ -433,11 +440,20 @@ static int flush_to_file(sqlite_store *s, cg_err *err) {
     if (!rc) rc = exec_simple(&s->base, ST_COMMIT, err, "commit");
     if (rc) return rc;
     s->txn_open = false;
-    if (!s->checkpointed && redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES)
-        rc = wal_sync(s, err);
-    if (!rc && (s->checkpointed || redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES))
+    if (s->checkpoint_error) { /* its fsync may be the one that failed: see fail_stop */
+        rc = cg_err_set(err, CG_EIO, "sqlite checkpoint: %s",
+                        sqlite3_errstr(s->checkpoint_error));
+        fail_stop(s, err);
+        return rc;
+    }
+    if (!s->checkpointed && redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES &&
+        (rc = wal_sync(s, err))) {
+        fail_stop(s, err);
+        return rc;
+    }
+    if (s->checkpointed || redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES)
         redo_restart(s->redo);
-    return rc;
+    return CG_OK;
 }
 
 static int sq_begin(cg_store *st, cg_err *err) {
@@ -453,7 +469,8 @@ static int sq_begin(cg_store *st, cg_err *err) {
     if (s->replay_due) {
         uint64_t lsn = s->lsn;
         int rc = recover(s, err);
-        if (rc) return rc;
+        if (rc && s->failed && err) *err = s->failure;
+        if (rc) return s->failed ? s->failure.code : rc;
         s->replay_due = false;
         if (s->lsn != lsn) {
             cg_err why;
@@ -493,7 +510,7 @@ static int sq_commit(cg_store *st, cg_err *err) {
         redo_bytes(s->redo) < REDO_LOG_BYTES_MAX)
         return CG_OK;
     cg_err why = {0};
-    if (flush_to_file(s, &why)) { /* this batch is in the log all the same: see above */
+    if (flush_to_file(s, &why) && !s->failed) { /* the batch is in the log all the same */
         if (!sqlite3_get_autocommit(s->db)) exec_simple(st, ST_ROLLBACK, NULL, "rollback");
         s->txn_open = false;
         s->replay_due = true;
@@ -1563,6 +1580,7 @@ static int wal_hook(void *ctx, sqlite3 *db, const char *name, int frames) {
     int log = -1, done = -1;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc == SQLITE_OK && log >= 0 && done == log) s->checkpointed = true;
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) s->checkpoint_error = rc;
     return SQLITE_OK; /* like autocheckpoint: a checkpoint that could not run is no error */
 }
 
