@@ -10,7 +10,7 @@ import {
 } from './common.js';
 
 const KEY_KEY = 'creditgate.admin_key';
-const CHARGES_MAX = 100;        // newest charges shown
+const CHARGES_MAX = 100;        // newest charges shown (one page of the charges listing)
 const HISTORY_ROWS_MAX = 200;   // newest journal entries shown
 const CALLS_IN_FLIGHT = 6;
 // Charged although some plan has the model (or another variant of it) unlimited.
@@ -147,10 +147,10 @@ async function loadMember(memberId) {
     api(state.key, 'GET', `/v1/members/${enc}/benefits?lang=${lang}`),
     loadHistory(state.key, memberId),
   ]);
-  // The journal is the index of charges: every charge that moved credits appears in it.
-  const ids = [...new Set(entries.map((e) => e.charge_id).filter(Boolean))].slice(-CHARGES_MAX).reverse();
-  const charges = await mapLimited(ids, CALLS_IN_FLIGHT, async (id) => {
-    const c = await api(state.key, 'GET', `/v1/charges/${encodeURIComponent(id)}?member_id=${enc}`);
+  // The member's charges, newest first, in one call — unlimited (0-credit) ones too, so support
+  // also sees which benefit made a generation free.
+  const page = await api(state.key, 'GET', `/v1/members/${enc}/charges?limit=${CHARGES_MAX}`);
+  const charges = await mapLimited(page.charges, CALLS_IN_FLIGHT, async (c) => {
     c.reasonText = await reasonIn(c, lang);
     return c;
   });

@@ -292,6 +292,10 @@ test('support finds why a member was charged, refunds it, and the member sees th
   const row = page.locator(`#charges tr[data-charge="${seed.nano4k.charge_id}"]`);
   await row.waitFor();
   assert.match(await row.textContent(), /carat-2026-11/);                  // policy version
+  // unlimited (0-credit) charges are listed too, with the benefit that made them free
+  const free = page.locator(`#charges tr[data-charge="${seed.nano2k.charge_id}"]`);
+  await free.waitFor();
+  assert.match(await free.textContent(), /nanobanana-pro-nov-21-30-2025/);
   await page.getByLabel('Only charges for a model that is unlimited for some plan').check();
   assert.equal(await page.locator('#charges tbody tr').count(), 1);        // 4K only, not Midjourney or 2K
   assert.match(await row.locator('td.why').textContent(), /4K resolution is paid for all members/);
