@@ -118,22 +118,11 @@ function signOut() {
 
 // ---- loading ----------------------------------------------------------------------------
 
-function modelTargets(catalog) {
-  const targets = [];
-  for (const m of catalog.models) {
-    if (m.kind === 'conversation') continue;
-    if (m.variants.length === 0) targets.push({ model: m.id, variant: null });
-    for (const v of m.variants) targets.push({ model: m.id, variant: v.id });
-  }
-  return targets;
-}
-
-// One quote per model and variant, for this member now: the engine decides, never the page.
-async function loadPrices(catalog, memberId, lang) {
-  const targets = modelTargets(catalog);
-  const decisions = await mapLimited(targets, QUOTES_IN_FLIGHT, (x) =>
-    api(state.token, 'POST', '/v1/quote', { member_id: memberId, model: x.model, variant: x.variant, lang }));
-  return targets.map((x, i) => ({ ...x, item: decisions[i].items[0] }));
+// Every image and video model and variant, decided for this member now by the engine (never
+// by the page), in one call: each entry is what POST /v1/quote would answer for it.
+async function loadPrices(memberId, lang) {
+  const d = await api(state.token, 'GET', `/v1/members/${encodeURIComponent(memberId)}/prices?lang=${lang}`);
+  return d.prices;
 }
 
 // A charge's reason in the reader's language: the recorded reason is English, so the same
@@ -169,8 +158,10 @@ async function loadUsage(memberId, lang) {
   entries.length = Math.min(entries.length, HISTORY_ROWS_MAX);
   const ids = [...new Set(entries.map((e) => e.charge_id).filter(Boolean))];
   const charges = new Map();
+  const listed = new Map(recent.charges.map((c) => [c.charge_id, c])); // fetched already
   await mapLimited(ids, QUOTES_IN_FLIGHT, async (id) => {
-    const c = await api(state.token, 'GET', `/v1/charges/${encodeURIComponent(id)}?member_id=${enc}`);
+    const c = listed.get(id) ||
+      await api(state.token, 'GET', `/v1/charges/${encodeURIComponent(id)}?member_id=${enc}`);
     c.reasonText = await chargeReason(c, lang);
     charges.set(id, c);
   });
@@ -195,7 +186,7 @@ async function load() {
       api(state.token, 'GET', `/v1/members/${enc}/balance`),
       api(state.token, 'GET', `/v1/members/${enc}/benefits?lang=${lang}`),
     ]);
-    const [prices, usage] = await Promise.all([loadPrices(catalog, memberId, lang), loadUsage(memberId, lang)]);
+    const [prices, usage] = await Promise.all([loadPrices(memberId, lang), loadUsage(memberId, lang)]);
     state.data = { lang, catalog, member, balance, benefits, prices, usage };
     render();
     $('status').textContent = t('loaded');

@@ -335,6 +335,7 @@ int h_member_get(req *r);
 int h_member_grants(req *r);
 int h_member_balance(req *r);
 int h_member_benefits(req *r);
+int h_member_prices(req *r);
 int h_member_history(req *r);
 int h_member_charges(req *r);
 int h_member_token(req *r);

@@ -273,6 +273,57 @@ int h_member_benefits(req *r) {
     return status;
 }
 
+/* ---- GET /v1/members/{id}/prices --------------------------------------------------------- */
+
+/* Every image and video model and variant of the policy in force at `at` (default now),
+ * decided for this member exactly as POST /v1/quote decides it: the My Credits page's price
+ * list in one call instead of one quote per model. Not counted as decisions in /metrics. */
+int h_member_prices(req *r) {
+    const char *id = r->params[0];
+    snprintf(r->member_id, sizeof r->member_id, "%s", id);
+    cg_lang lang;
+    int status = lang_of(r, query_arg(r, "lang"), &lang);
+    if (status) return status;
+    int64_t at_us = cg_time_now_us();
+    const char *at = query_arg(r, "at");
+    if (at && (status = parse_instant(r, "at", at, &at_us))) return status;
+    cg_quote_input base;
+    cg_member_state ms;
+    memset(&base, 0, sizeof base);
+    if ((status = member_from_ledger(r, id, at_us, &ms, &base))) return status;
+    base.at_us = at_us;
+    base.count = 1;
+    const cg_engine *engine = &r->snap->engine;
+    int v = cg_engine_version_index(engine, at_us);
+    const cg_policy *p = engine->versions[v < 0 ? 0 : v].policy;
+    json_t *prices = json_array();
+    for (int i = 0; i < p->model_count; i++) {
+        const cg_model *m = &p->models[i];
+        if (m->kind == CG_KIND_CONVERSATION) continue;
+        for (int k = 0; k < (m->variant_count ? m->variant_count : 1); k++) {
+            cg_quote_input in = base;
+            in.model = m->id;
+            in.variant = m->variant_count ? m->variants[k].id : NULL;
+            cg_decision d;
+            cg_err err;
+            cg_err_clear(&err);
+            if (cg_engine_quote(engine, &in, &d, &err)) {
+                json_decref(prices);
+                return fail_err(r, &err);
+            }
+            json_t *doc = cg_decision_to_json(&d, lang);
+            json_t *item = json_array_get(json_object_get(doc, "items"), 0);
+            json_array_append_new(prices, json_pack("{s:s,s:o,s:O}", "model", m->id, "variant",
+                                                    in.variant ? json_string(in.variant)
+                                                               : json_null(),
+                                                    "item", item ? item : json_null()));
+            json_decref(doc);
+        }
+    }
+    return reply(r, 200, json_pack("{s:s,s:s,s:o}", "member_id", id, "policy", p->version,
+                                   "prices", prices));
+}
+
 /* ---- POST /v1/members/{id}/tokens -------------------------------------------------------- */
 
 static const field_spec token_fields[] = {

@@ -51,6 +51,7 @@ typedef struct route {
     X("POST", "/v1/members/{id}/grants", h_member_grants, AUTH_ADMIN, "", true)                 \
     X("GET", "/v1/members/{id}/balance", h_member_balance, AUTH_MEMBER_PATH, "", false)         \
     X("GET", "/v1/members/{id}/benefits", h_member_benefits, AUTH_MEMBER_PATH, "lang,at", false) \
+    X("GET", "/v1/members/{id}/prices", h_member_prices, AUTH_MEMBER_PATH, "lang,at", false)     \
     X("GET", "/v1/members/{id}/history", h_member_history, AUTH_MEMBER_PATH, "after,limit", false) \
     X("GET", "/v1/members/{id}/charges", h_member_charges, AUTH_MEMBER_PATH, "before,limit", false) \
     X("POST", "/v1/members/{id}/tokens", h_member_token, AUTH_SERVICE, "", true)                \

@@ -623,6 +623,38 @@ static void test_member_routes(void **state) {
     expect(&r, 200, NULL);
     r = tc_request(port, "GET", "/v1/members/m1/benefits?colour=red", service, NULL, NULL);
     expect(&r, 400, "colour");
+    /* the price list: each entry is what POST /v1/quote answers for that model and variant */
+    r = tc_request(port, "GET", "/v1/members/m1/prices?lang=ko&at=2026-06-01", service, NULL, NULL);
+    j = body_json(&r);
+    expect(&r, 200, NULL);
+    json_t *prices = json_object_get(j, "prices");
+    assert_true(json_array_size(prices) >= 10);
+    size_t compared = 0, unlimited = 0;
+    for (size_t i = 0; i < json_array_size(prices); i++) {
+        json_t *e = json_array_get(prices, i);
+        const char *model = json_string_value(json_object_get(e, "model"));
+        const char *variant = json_string_value(json_object_get(e, "variant"));
+        char body[256];
+        snprintf(body, sizeof body, "{\"member_id\":\"m1\",\"model\":\"%s\",%s%s%s"
+                 "\"at\":\"2026-06-01\",\"lang\":\"ko\"}", model,
+                 variant ? "\"variant\":\"" : "", variant ? variant : "", variant ? "\"," : "");
+        tc_response q = tc_request(port, "POST", "/v1/quote", service, NULL, body);
+        json_t *qj = body_json(&q);
+        assert_int_equal(q.status, 200);
+        assert_true(json_equal(json_array_get(json_object_get(qj, "items"), 0),
+                               json_object_get(e, "item")));
+        unlimited += json_is_true(json_object_get(json_object_get(e, "item"), "unlimited"));
+        compared++;
+        json_decref(qj);
+        tc_free(&q);
+    }
+    assert_int_equal(compared, json_array_size(prices));
+    assert_true(unlimited > 0); /* m1 has a benefit then (the benefits answer above) */
+    json_decref(j);
+    r = tc_request(port, "GET", "/v1/members/ghost/prices", service, NULL, NULL);
+    expect(&r, 404, NULL);
+    r = tc_request(port, "GET", "/v1/members/m1/prices?colour=red", service, NULL, NULL);
+    expect(&r, 400, "colour");
     r = tc_request(port, "GET", "/v1/members/m1/history?limit=1", service, NULL, NULL);
     j = body_json(&r);
     assert_int_equal(json_array_size(json_object_get(j, "entries")), 1);
