@@ -4,7 +4,8 @@
  *   2. POST /v1/quote (64 connections)                    -> peak requests/s, ratio to nginx
  *      (1 and 2 alternate for 3 rounds, --rounds; the best of each is kept: the machine is shared)
  *   3. POST /v1/quote paced at about half of that peak    -> p99 (wrk delay(), 1 ms per conn)
- *   4. POST /v1/charges (64 connections, unique keys)     -> durable charges/s
+ *   4. POST /v1/charges (64 connections, unique keys)     -> durable charges/s (--rounds runs;
+ *      best and median printed, the goal judged on the median)
  *
  *   build/bench/http [--seconds S] [--rounds N] [--quote-threads N] [--charge-threads N]
  *                    [--quote-only 1]
@@ -325,10 +326,21 @@ int main(int argc, char **argv) {
     seed(cg_http_server_port(srv));
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", cg_http_server_port(srv));
     snprintf(script, sizeof script, "%s/charge.lua", dir);
-    double c0 = proc_cpu_us(getpid());
-    wrk_result charge = run_wrk(64, seconds, script, url);
-    double cpu_charge_us = (proc_cpu_us(getpid()) - c0) / (charge.rps * seconds);
-    row("POST /v1/charges (durable)", &charge, 64);
+    /* As many rounds as the quote's, best and median kept: one 4-second run swung 17-21k/s
+       with the neighbours' load. The goal is judged on the median. */
+    wrk_result charge = {0};
+    double charge_rps[ROUNDS_MAX] = {0}, cpu_charge_us = 0;
+    for (int round = 0; round < rounds; round++) {
+        double c0 = proc_cpu_us(getpid());
+        wrk_result c = run_wrk(64, seconds, script, url);
+        double c_us = c.rps > 0 ? (proc_cpu_us(getpid()) - c0) / (c.rps * seconds) : 0;
+        printf("  charges round %d: %.0f/s (%.1f us CPU each)\n", round + 1, c.rps, c_us);
+        if (round == 0 || c_us < cpu_charge_us) cpu_charge_us = c_us;
+        if (c.rps > charge.rps) charge = c;
+        charge_rps[round] = c.rps;
+    }
+    double charge_median = median(charge_rps, rounds);
+    row("POST /v1/charges (durable, best)", &charge, 64);
     cg_http_server_stop(srv);
     tc_rmdir(dir);
 
@@ -346,8 +358,9 @@ int main(int argc, char **argv) {
            quote.rps > 0 ? 100 * half.rps / quote.rps : 0, half.p99_ms,
            half.p99_ms < 2.0 ? "MET" : "NOT MET");
     printf("server CPU per charge (HTTP + ledger + SQLite): %.1f us\n", cpu_charge_us);
-    printf("durable charges: %.0f/s (goal >= 20,000/s: %s)\n", charge.rps,
-           charge.rps >= 20000 ? "MET" : "NOT MET");
+    printf("durable charges: best %.0f/s, median of %d rounds %.0f/s (goal >= 20,000/s, on the "
+           "median: %s)\n", charge.rps, rounds, charge_median,
+           charge_median >= 20000 ? "MET" : "NOT MET");
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     printf("server threads: quote %d (no ledger: the server runs min(that, %ld cores) = %ld), "
            "charges %d\n", quote_threads, cores, cores < quote_threads ? cores : (long)quote_threads,
