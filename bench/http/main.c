@@ -4,8 +4,8 @@
  *   2. POST /v1/quote (64 connections)                    -> peak requests/s, ratio to nginx
  *      (1 and 2 alternate for 3 rounds, --rounds; the best of each is kept: the machine is shared)
  *   3. POST /v1/quote paced at about half of that peak    -> p99 (wrk delay(), 1 ms per conn)
- *   4. POST /v1/charges (64 connections, unique keys)     -> durable charges/s (--rounds runs;
- *      best and median printed, the goal judged on the median)
+ *   4. POST /v1/charges (64 connections, unique keys)     -> durable charges/s (a warm-up of
+ *      half a run, then --rounds runs; best and median printed, the goal judged on the median)
  *
  *   build/bench/http [--seconds S] [--rounds N] [--quote-threads N] [--charge-threads N]
  *                    [--quote-only 1]
@@ -330,6 +330,8 @@ int main(int argc, char **argv) {
        with the neighbours' load. The goal is judged on the median. */
     wrk_result charge = {0};
     double charge_rps[ROUNDS_MAX] = {0}, cpu_charge_us = 0;
+    /* warm-up, not counted: the fresh ledger's first second (cold caches, first flush) */
+    run_wrk(64, seconds / 2 > 1 ? seconds / 2 : 1, script, url);
     for (int round = 0; round < rounds; round++) {
         double c0 = proc_cpu_us(getpid());
         wrk_result c = run_wrk(64, seconds, script, url);

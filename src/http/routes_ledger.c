@@ -280,20 +280,25 @@ int h_member_charges(req *r) {
 
 /* ---- charges ----------------------------------------------------------------------------- */
 
+/* Indices into the field tables: the charge handler reads the flat table (body_fields), which
+ * the fast scanner fills for the common body and jansson for the rest. */
+enum { A_MODEL, A_KIND, A_PROMPT };
+enum { C_MEMBER_ID, C_MODEL, C_VARIANT, C_COUNT, C_AT, C_AGENT };
+
 static const field_spec agent_fields[] = {
-    {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
-    {"kind", F_STR, true, false, 1, 16, NULL},
-    {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
+    [A_MODEL] = {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    [A_KIND] = {"kind", F_STR, true, false, 1, 16, NULL},
+    [A_PROMPT] = {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
 static const field_spec charge_fields[] = {
-    {"member_id", F_STR, true, false, 1, CG_HTTP_ID_BYTES_MAX - 1, NULL},
-    {"model", F_STR, false, true, 1, CG_NAME_BYTES_MAX - 1, NULL},
-    {"variant", F_STR, false, true, 1, CG_ID_BYTES_MAX - 1, NULL},
-    {"count", F_INT, false, false, 1, CG_COUNT_MAX, NULL},
-    {"at", F_STR, false, true, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
-    {"agent", F_OBJ, false, true, 0, 0, agent_fields},
+    [C_MEMBER_ID] = {"member_id", F_STR, true, false, 1, CG_HTTP_ID_BYTES_MAX - 1, NULL},
+    [C_MODEL] = {"model", F_STR, false, true, 1, CG_NAME_BYTES_MAX - 1, NULL},
+    [C_VARIANT] = {"variant", F_STR, false, true, 1, CG_ID_BYTES_MAX - 1, NULL},
+    [C_COUNT] = {"count", F_INT, false, false, 1, CG_COUNT_MAX, NULL},
+    [C_AT] = {"at", F_STR, false, true, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
+    [C_AGENT] = {"agent", F_OBJ, false, true, 0, 0, agent_fields},
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
@@ -304,24 +309,24 @@ static void count_charge(req *r, const cg_charge *c) {
     if (c->credits > 0) atomic_fetch_add(&r->srv->metrics.holds_outstanding, 1);
 }
 
-static int charge_input(req *r, json_t *body, cg_charge_input *in, char *key_buf, size_t key_bytes) {
+static int charge_input(req *r, const body_fields *body, cg_charge_input *in, char *key_buf,
+                        size_t key_bytes) {
     int status = 0;
     memset(in, 0, sizeof *in);
-    in->member_id = jstr(body, "member_id");
+    in->member_id = bf_str(body, C_MEMBER_ID, -1);
     if (!id_valid(in->member_id)) return fail(r, 400, "invalid", "member_id", "member_id is not a valid id");
     snprintf(r->member_id, sizeof r->member_id, "%s", in->member_id);
     in->idempotency_key = idempotency_key(r, key_buf, key_bytes, &status);
     if (status) return status;
-    in->model = jstr(body, "model");
-    in->variant = jstr(body, "variant");
-    in->count = jint(body, "count", 1);
-    const char *at = jstr(body, "at");
+    in->model = bf_str(body, C_MODEL, -1);
+    in->variant = bf_str(body, C_VARIANT, -1);
+    in->count = bf_int(body, C_COUNT, -1, 1);
+    const char *at = bf_str(body, C_AT, -1);
     if (at && (status = parse_instant(r, "at", at, &in->at_us))) return status;
-    json_t *agent = json_object_get(body, "agent");
-    if (json_is_object(agent)) {
-        in->agent_model = jstr(agent, "model");
-        in->agent_kind = jstr(agent, "kind");
-        in->prompt = jstr(agent, "prompt");
+    if (bf_object(body, C_AGENT)) {
+        in->agent_model = bf_str(body, C_AGENT, A_MODEL);
+        in->agent_kind = bf_str(body, C_AGENT, A_KIND);
+        in->prompt = bf_str(body, C_AGENT, A_PROMPT);
     }
     if (!in->model && !in->agent_model)
         return fail(r, 400, "missing_field", "model", "model is required (unless agent.kind is video)");
@@ -329,18 +334,18 @@ static int charge_input(req *r, json_t *body, cg_charge_input *in, char *key_buf
 }
 
 int h_charge_create(req *r) {
-    json_t *body = NULL;
-    int status = body_parse(r, charge_fields, &body);
+    body_fields body;
+    int status = body_fields_parse(r, charge_fields, &body);
     if (status) return status;
     char key_buf[CG_IDEMPOTENCY_KEY_BYTES_MAX];
     cg_charge_input in;
-    if ((status = charge_input(r, body, &in, key_buf, sizeof key_buf))) {
-        json_decref(body);
+    if ((status = charge_input(r, &body, &in, key_buf, sizeof key_buf))) {
+        body_fields_free(&body);
         return status;
     }
     cg_charge *out = calloc(1, sizeof *out);
     if (!out) {
-        json_decref(body);
+        body_fields_free(&body);
         return fail(r, 503, "out_of_memory", "", "out of memory");
     }
     bool replayed = false;
@@ -354,7 +359,7 @@ int h_charge_create(req *r) {
     } else {
         cg_err_set(&err, CG_EUNAVAILABLE, "this server runs without a ledger");
     }
-    json_decref(body);
+    body_fields_free(&body); /* in points into it until here */
     if (rc == CG_EINSUFFICIENT) {
         r->status = 402;
         r->out = cg_ledger_error_to_json(&err, out);
