@@ -264,7 +264,8 @@ test("a member token cannot open another member's page", async () => {
   assert.ok(await page.locator('#content').isHidden());
   assert.equal(await page.locator('#available').textContent(), '');
   // And the API itself refuses, whatever a page does.
-  for (const p of ['/v1/members/m-premium/balance', '/v1/members/m-premium/benefits', '/v1/members/m-premium/history'])
+  for (const p of ['/v1/members/m-premium/balance', '/v1/members/m-premium/benefits', '/v1/members/m-premium/history',
+    '/v1/members/m-premium/prices', '/v1/members/m-premium/charges'])
     assert.equal((await call(seed.tokenNov, 'GET', p)).status, 403, p);
   assert.equal((await call(seed.tokenNov, 'POST', `/v1/charges/${seed.nano4k.charge_id}/refund`,
     { member_id: 'm-nov25', reason: 'self-service' })).status, 403);

@@ -542,6 +542,9 @@ static void test_member_token_reaches_only_its_member(void **state) {
     assert_int_equal(call("GET", "/v1/members/ta/history", token, NULL), 200);
     assert_int_equal(call("GET", "/v1/members/tb", token, NULL), 403);
     assert_int_equal(call("GET", "/v1/members/tb/balance", token, NULL), 403);
+    assert_int_equal(call("GET", "/v1/members/ta/prices", token, NULL), 200);
+    assert_int_equal(call("GET", "/v1/members/tb/prices", token, NULL), 403);
+    assert_int_equal(call("GET", "/v1/members/ta/prices", NULL, NULL), 401);
     assert_int_equal(call("POST", "/v1/quote", token, "{\"member_id\":\"ta\",\"model\":\"sora\"}"), 200);
     assert_int_equal(call("POST", "/v1/quote", token, "{\"member_id\":\"tb\",\"model\":\"sora\"}"), 403);
     assert_int_equal(call("GET", "/v1/charges/ch_1?member_id=tb", token, NULL), 403);
