@@ -8,8 +8,8 @@
 
 #include "internal.h"
 
-/* Deepest [ / { nesting outside strings. Stops early once over max. */
-static int depth_scan(const char *text, size_t bytes, int max) {
+/* internal.h. */
+int body_depth_scan(const char *text, size_t bytes, int max) {
     int depth = 0, deepest = 0;
     bool in_string = false, escaped = false;
     for (size_t i = 0; i < bytes; i++) {
@@ -185,7 +185,7 @@ int body_parse(req *r, const field_spec *spec, json_t **out) {
     const char *text = r->body_bytes ? r->body : "{}";
     size_t bytes = r->body_bytes ? r->body_bytes : 2;
     int max = r->srv->config.json_depth_max;
-    if (depth_scan(text, bytes, max) > max)
+    if (body_depth_scan(text, bytes, max) > max)
         return fail(r, 400, "too_deep", "", "JSON nested deeper than %d levels", max);
     json_error_t jerr;
     json_t *root = json_loadb(text, bytes, JSON_REJECT_DUPLICATES, &jerr);

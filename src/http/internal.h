@@ -268,6 +268,8 @@ typedef struct field_spec {
  * fields, wrong types, out-of-range numbers, too-long strings all fail naming the field.
  * An empty body is `{}`. */
 int body_parse(req *r, const field_spec *spec, json_t **out);
+/* Deepest [ / { nesting outside strings in text; stops counting once over max. */
+int body_depth_scan(const char *text, size_t bytes, int max);
 /* Small accessors for validated bodies (NULL / dflt when absent or null). */
 const char *jstr(json_t *obj, const char *name);
 int64_t jint(json_t *obj, const char *name, int64_t dflt);

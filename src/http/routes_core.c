@@ -239,21 +239,30 @@ int h_quote(req *r) {
     return status;
 }
 
+/* The start of GET /v1/members/{id}/benefits and /prices: ?lang= and ?at= (default now), and
+ * the member's state then, also as the member fields of *in (zeroed first). */
+static int member_view_begin(req *r, cg_lang *lang, int64_t *at_us, cg_member_state *ms,
+                             cg_quote_input *in) {
+    snprintf(r->member_id, sizeof r->member_id, "%s", r->params[0]);
+    int status = lang_of(r, query_arg(r, "lang"), lang);
+    if (status) return status;
+    *at_us = cg_time_now_us();
+    const char *at = query_arg(r, "at");
+    if (at && (status = parse_instant(r, "at", at, at_us))) return status;
+    memset(in, 0, sizeof *in);
+    return member_from_ledger(r, r->params[0], *at_us, ms, in);
+}
+
 /* ---- GET /v1/members/{id}/benefits ------------------------------------------------------- */
 
 int h_member_benefits(req *r) {
     const char *id = r->params[0];
-    snprintf(r->member_id, sizeof r->member_id, "%s", id);
     cg_lang lang;
-    int status = lang_of(r, query_arg(r, "lang"), &lang);
-    if (status) return status;
-    int64_t at_us = cg_time_now_us();
-    const char *at = query_arg(r, "at");
-    if (at && (status = parse_instant(r, "at", at, &at_us))) return status;
+    int64_t at_us;
     cg_quote_input in;
     cg_member_state ms;
-    memset(&in, 0, sizeof in);
-    if ((status = member_from_ledger(r, id, at_us, &ms, &in))) return status;
+    int status = member_view_begin(r, &lang, &at_us, &ms, &in);
+    if (status) return status;
     snapshot *snap = r->snap;
     cg_active_benefit list[CG_BENEFITS_LIST_MAX];
     int count = 0;
@@ -280,17 +289,12 @@ int h_member_benefits(req *r) {
  * list in one call instead of one quote per model. Not counted as decisions in /metrics. */
 int h_member_prices(req *r) {
     const char *id = r->params[0];
-    snprintf(r->member_id, sizeof r->member_id, "%s", id);
     cg_lang lang;
-    int status = lang_of(r, query_arg(r, "lang"), &lang);
-    if (status) return status;
-    int64_t at_us = cg_time_now_us();
-    const char *at = query_arg(r, "at");
-    if (at && (status = parse_instant(r, "at", at, &at_us))) return status;
+    int64_t at_us;
     cg_quote_input base;
     cg_member_state ms;
-    memset(&base, 0, sizeof base);
-    if ((status = member_from_ledger(r, id, at_us, &ms, &base))) return status;
+    int status = member_view_begin(r, &lang, &at_us, &ms, &base);
+    if (status) return status;
     base.at_us = at_us;
     base.count = 1;
     const cg_engine *engine = &r->snap->engine;

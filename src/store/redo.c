@@ -134,8 +134,6 @@ void redo_put_text(redo_log *log, int index, const char *text) {
     put_bytes(log, text, n);
 }
 
-void redo_entry_end(redo_log *log) { (void)log; }
-
 void redo_entry_drop(redo_log *log) {
     assert(log->entry_start >= REDO_HEADER_BYTES && log->entry_start <= log->len);
     log->len = log->entry_start;

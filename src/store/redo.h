@@ -35,8 +35,7 @@ void redo_entry_begin(redo_log *log, int statement);
 void redo_put_int(redo_log *log, int index, int64_t value);
 void redo_put_text(redo_log *log, int index, const char *text); /* NUL-terminated */
 void redo_put_blob(redo_log *log, int index, const void *bytes, size_t n);
-void redo_entry_end(redo_log *log);  /* the statement succeeded: keep it */
-void redo_entry_drop(redo_log *log); /* it failed: forget it */
+void redo_entry_drop(redo_log *log); /* the statement failed: forget its entry */
 size_t redo_mark(const redo_log *log);             /* bytes of the batch so far */
 void redo_rewind(redo_log *log, size_t mark);      /* a savepoint rolled back */
 bool redo_pending(const redo_log *log);            /* the batch wrote something */

@@ -293,11 +293,8 @@ static void lb_blob(sqlite_store *s, sqlite3_stmt *st, int i, const void *p, siz
 static int exec_done(sqlite_store *s, sqlite3_stmt *st, cg_err *err, const char *what) {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (s->logging) {
-        if (rc == SQLITE_DONE) redo_entry_end(s->redo);
-        else redo_entry_drop(s->redo);
-        s->logging = false;
-    }
+    if (s->logging && rc != SQLITE_DONE) redo_entry_drop(s->redo); /* kept when done */
+    s->logging = false;
     if (rc != SQLITE_DONE) return db_fail(s, err, what);
     return CG_OK;
 }
@@ -440,19 +437,18 @@ static int flush_to_file(sqlite_store *s, cg_err *err) {
     if (!rc) rc = exec_simple(&s->base, ST_COMMIT, err, "commit");
     if (rc) return rc;
     s->txn_open = false;
+    bool restart = s->checkpointed || redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES;
     if (s->checkpoint_error) { /* its fsync may be the one that failed: see fail_stop */
         rc = cg_err_set(err, CG_EIO, "sqlite checkpoint: %s",
                         sqlite3_errstr(s->checkpoint_error));
         fail_stop(s, err);
         return rc;
     }
-    if (!s->checkpointed && redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES &&
-        (rc = wal_sync(s, err))) {
+    if (restart && !s->checkpointed && (rc = wal_sync(s, err))) {
         fail_stop(s, err);
         return rc;
     }
-    if (s->checkpointed || redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES)
-        redo_restart(s->redo);
+    if (restart) redo_restart(s->redo);
     return CG_OK;
 }
 

@@ -243,21 +243,32 @@ static void fresh_env(void) {
     memset(&t, 0, sizeof t);
 }
 
+/* A faulty server with LOAD_THREADS members, charged by LOAD_THREADS loaders from now on. */
+static cp_proc start_loaded(loader *ls, pthread_t *th) {
+    cp_proc p = start_faulty();
+    for (int i = 0; i < LOAD_THREADS; i++) member_setup(p.port, i);
+    run_load(ls, th);
+    return p;
+}
+
+/* `rounds` times: 300 ms clear, then `words` for on_us. */
+static void fault_windows(const char *words, int rounds, useconds_t on_us) {
+    for (int round = 0; round < rounds; round++) {
+        usleep(300000);
+        fault_set(words);
+        usleep(on_us);
+        fault_set("");
+    }
+}
+
 /* Disk full (or EIO) on every write to the database files, switched on and off under load. */
 static void write_faults(const char *words) {
     fresh_env();
     int rounds = getenv("CG_FAULT_ROUNDS") ? atoi(getenv("CG_FAULT_ROUNDS")) : 4;
-    cp_proc p = start_faulty();
-    for (int i = 0; i < LOAD_THREADS; i++) member_setup(p.port, i);
     static loader ls[LOAD_THREADS];
     pthread_t th[LOAD_THREADS];
-    run_load(ls, th);
-    for (int round = 0; round < rounds; round++) {
-        usleep(300000);
-        fault_set(words);
-        usleep(350000);
-        fault_set("");
-    }
+    cp_proc p = start_loaded(ls, th);
+    fault_windows(words, rounds, 350000);
     long acked_faulty = atomic_load(&t.acked_faulty);
     usleep(300000);
     long acked_after = atomic_load(&t.acked);
@@ -300,15 +311,10 @@ static int ready_status(unsigned port) {
 static void test_failed_fsync_refuses_until_restart_and_loses_nothing(void **s) {
     (void)s;
     fresh_env();
-    cp_proc p = start_faulty();
-    for (int i = 0; i < LOAD_THREADS; i++) member_setup(p.port, i);
     static loader ls[LOAD_THREADS];
     pthread_t th[LOAD_THREADS];
-    run_load(ls, th);
-    usleep(300000);
-    fault_set("fsync=EIO");
-    usleep(300000);
-    fault_set("");
+    cp_proc p = start_loaded(ls, th);
+    fault_windows("fsync=EIO", 1, 300000);
     long acked_mid = atomic_load(&t.acked);
     usleep(300000);
     long acked_after_fault = atomic_load(&t.acked) - acked_mid; /* must be 0: poisoned */
@@ -344,17 +350,10 @@ static void test_disk_full_on_the_wal_alone_recovers(void **s) {
     (void)s;
     fault_match = "ledger.db-wal";
     fresh_env();
-    cp_proc p = start_faulty();
-    for (int i = 0; i < LOAD_THREADS; i++) member_setup(p.port, i);
     static loader ls[LOAD_THREADS];
     pthread_t th[LOAD_THREADS];
-    run_load(ls, th);
-    for (int round = 0; round < 2; round++) {
-        usleep(300000);
-        fault_set("write=ENOSPC");
-        usleep(2500000);
-        fault_set("");
-    }
+    cp_proc p = start_loaded(ls, th);
+    fault_windows("write=ENOSPC", 2, 2500000);
     usleep(300000);
     long acked_after = atomic_load(&t.acked);
     usleep(500000);

@@ -59,22 +59,6 @@ static const field_spec *const specs[] = {quote_spec, strict_spec};
 
 /* ---- the oracle: jansson, as body_parse reads a body ------------------------------------- */
 
-static int depth_of(const char *text, size_t bytes) {
-    int depth = 0, deepest = 0;
-    bool in_string = false, escaped = false;
-    for (size_t i = 0; i < bytes; i++) {
-        char c = text[i];
-        if (in_string) {
-            if (escaped) escaped = false;
-            else if (c == '\\') escaped = true;
-            else if (c == '"') in_string = false;
-        } else if (c == '"') in_string = true;
-        else if (c == '{' || c == '[') deepest = ++depth > deepest ? depth : deepest;
-        else if (c == '}' || c == ']') depth--;
-    }
-    return deepest;
-}
-
 static bool object_ok(const field_spec *spec, json_t *obj, const body_limits *lim) {
     const char *name;
     json_t *v;
@@ -93,7 +77,7 @@ static bool object_ok(const field_spec *spec, json_t *obj, const body_limits *li
 
 /* The tree body_parse would accept, or NULL. */
 static json_t *oracle(const char *text, size_t bytes, const field_spec *spec, const body_limits *lim) {
-    if (depth_of(text, bytes) > lim->depth_max) return NULL;
+    if (body_depth_scan(text, bytes, lim->depth_max) > lim->depth_max) return NULL;
     json_error_t jerr;
     json_t *root = json_loadb(text, bytes, JSON_REJECT_DUPLICATES, &jerr);
     if (root && json_is_object(root) && object_ok(spec, root, lim)) return root;

@@ -115,6 +115,14 @@ static void child_finish(child *ch, ack *acks) {
     close(ch->to_child);
 }
 
+/* A populated ledger at dsn whose child acknowledged acks and was killed: the calls exist
+ * only in the redo logs. */
+static void crashed_ledger(char *dsn, size_t dsn_bytes, ack *acks) {
+    populate(dsn, dsn_bytes);
+    child ch = child_start(dsn);
+    child_finish(&ch, acks);
+}
+
 /* Charges in the shard files as SQLite alone sees them (no replay). */
 static int charges_in_files(void) {
     int total = 0;
@@ -155,10 +163,8 @@ static void assert_acks_present(cg_ledger *l, const ack *acks) {
 
 static void test_acknowledged_calls_replay_after_kill_9(void **state) {
     char dsn[600];
-    populate(dsn, sizeof dsn);
-    child ch = child_start(dsn);
     ack acks[REDO_PAIRS + 1];
-    child_finish(&ch, acks);
+    crashed_ledger(dsn, sizeof dsn, acks);
     assert_int_equal(charges_in_files(), 0); /* only the redo log holds them */
     cg_ledger *l = NULL;
     cg_err err = {0};
@@ -196,10 +202,8 @@ static off_t log_end(const char *path, uint64_t *last_lsn) {
 
 static void test_torn_and_corrupt_records_are_ignored(void **state) {
     char dsn[600];
-    populate(dsn, sizeof dsn);
-    child ch = child_start(dsn);
     ack acks[REDO_PAIRS + 1];
-    child_finish(&ch, acks);
+    crashed_ledger(dsn, sizeof dsn, acks);
     /* After the last intact record of each shard's log: a record whose checksum is wrong,
      * then (in the other shard) one cut short — what a crash mid-write leaves. */
     for (int i = 0; i < 2; i++) {
@@ -232,10 +236,8 @@ static void test_torn_and_corrupt_records_are_ignored(void **state) {
 static void test_database_older_than_its_log_is_refused(void **state) {
     (void)state;
     char dsn[600];
-    populate(dsn, sizeof dsn);
-    child ch = child_start(dsn);
     ack acks[REDO_PAIRS + 1];
-    child_finish(&ch, acks);
+    crashed_ledger(dsn, sizeof dsn, acks);
     /* as if shard 0's file were restored from a backup taken before its log began */
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(fx_path, &db), SQLITE_OK);
