@@ -14,6 +14,9 @@
  * log (fdatasync of the log) and commits the file every N ms. Default
  * CG_LEDGER_FLUSH_MS_DEFAULT. The goal lines use the last run.
  *
+ * --only floor: just the floor — the store's row writes for a pair with nothing else (see
+ * run_floor), over the last shard count and flush interval. Every full run ends with it.
+ *
  * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
  * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
  * --members 2000 --callers 64 --only group --pairs 4000 --seconds 600.
@@ -33,6 +36,8 @@
 
 #include "creditgate/engine.h"
 #include "creditgate/ledger.h"
+#include "creditgate/store.h"
+#include "creditgate/time.h"
 #include "../machine.h"
 
 #define BENCH_POLICY "policy/carat.yaml"
@@ -47,7 +52,8 @@ typedef struct bench_opts {
     int callers[8];
     int caller_runs;
     const char *dir;
-    const char *only; /* "group" or "naive": one mode (the 1M-member memory run), NULL: both */
+    const char *only; /* "group", "naive" or "floor": one mode (the 1M-member memory run),
+                         NULL: all three */
     int shards[4];    /* group commit's shard counts, each run in turn */
     int shard_runs;
     int flushes[4];   /* and flush intervals (ms), each with each shard count */
@@ -256,7 +262,7 @@ static int populate(cg_ledger *l, int64_t members) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
-                    " [--only group|naive] [--pairs N] [--shards 1,2] [--flush 0,1000]\n");
+                    " [--only group|naive|floor] [--pairs N] [--shards 1,2] [--flush 0,1000]\n");
     exit(2);
 }
 
@@ -350,6 +356,222 @@ static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, int s
     return l;
 }
 
+
+/* ---- The floor: the store's row writes alone ----
+ * What a pair costs in the store with nothing else: per shard file one thread calls the same
+ * store ops the ledger's writer calls for a charge (key claim, charge row, journal entry, grant
+ * update) and for its capture (key claim, charge update, journal entry, grant update), in
+ * batches of 64 / shards pairs — a batch of charges, then one of their captures, each committed
+ * into the redo log and fdatasynced (not overlapped, as the ledger's syncer does). No engine,
+ * no ledger rules, no caller threads, no member cache lookups. The rows are copies of a real
+ * charge's, so they are as wide as the ledger's. The CPU per pair is what the current schema
+ * costs by itself; the goal of 50,000 pairs/s on 2 cores leaves 40 us per pair for everything. */
+
+#define FLOOR_BATCH_PAIRS_TOTAL 64
+
+typedef struct floor_grant {
+    int64_t remaining, held, seq;
+} floor_grant;
+
+typedef struct floor_shard {
+    cg_store *store;
+    int index;
+    int64_t members;             /* this file's members: member-<index>-<n> */
+    floor_grant *grants;
+    char grant_id[CG_OBJECT_ID_BYTES_MAX];
+    const cg_charge *held_row;   /* templates from a real charge and its capture */
+    const cg_charge *captured_row;
+    int batch_pairs;
+    uint64_t rng;
+    double until_s;
+    int64_t pairs_max, pairs;
+    int failed;
+    cg_err err;
+} floor_shard;
+
+static void floor_member(const floor_shard *f, int64_t n, char *out, size_t bytes) {
+    snprintf(out, bytes, "member-%d-%08" PRId64, f->index, n);
+}
+
+static int floor_populate(floor_shard *f) {
+    cg_store *s = f->store;
+    const cg_store_ops *ops = s->ops;
+    int rc = ops->begin(s, &f->err);
+    for (int64_t n = 0; n < f->members && !rc; n++) {
+        cg_member_state m = {.joined_at_us = INT64_C(1767225600000000),
+                             .effective_at_us = 1, .recorded_at_us = 1};
+        floor_member(f, n, m.member_id, sizeof m.member_id);
+        snprintf(m.plan, sizeof m.plan, "free");
+        snprintf(m.billing, sizeof m.billing, "monthly");
+        cg_grant g = {.source = CG_SOURCE_PURCHASE, .category = CG_CATEGORY_PAID,
+                      .priority = 50, .credits = CG_CREDITS_MAX, .remaining = CG_CREDITS_MAX,
+                      .expires_at_us = CG_NO_END, .created_at_us = 1};
+        memcpy(g.member_id, m.member_id, sizeof g.member_id);
+        memcpy(g.grant_id, f->grant_id, sizeof g.grant_id);
+        rc = ops->member_insert(s, &m, &f->err);
+        if (!rc) rc = ops->grant_insert(s, &g, &f->err);
+        f->grants[n] = (floor_grant){.remaining = CG_CREDITS_MAX};
+    }
+    if (!rc) rc = ops->commit(s, &f->err);
+    if (!rc) rc = ops->sync(s, &f->err);
+    return rc;
+}
+
+/* One batch: the charges (capture false) or the captures of the same members and ids. */
+static int floor_batch(floor_shard *f, bool capture, const int64_t *who, const uint64_t *ids,
+                       int64_t first) {
+    cg_store *s = f->store;
+    const cg_store_ops *ops = s->ops;
+    int64_t now = cg_time_now_us();
+    int rc = ops->begin(s, &f->err);
+    for (int i = 0; i < f->batch_pairs && !rc; i++) {
+        floor_grant *g = &f->grants[who[i]];
+        cg_store_idem key = {.op = capture ? 4 : 3, .created_at_us = now};
+        floor_member(f, who[i], key.member_id, sizeof key.member_id);
+        snprintf(key.key, sizeof key.key, "f%d-%" PRId64 "%s", f->index, first + i,
+                 capture ? "-cap" : "");
+        static __thread cg_charge row;
+        row = capture ? *f->captured_row : *f->held_row;
+        memcpy(row.member_id, key.member_id, sizeof row.member_id);
+        snprintf(row.charge_id, sizeof row.charge_id, "ch_%016" PRIx64, ids[i]);
+        memcpy(key.object_id, row.charge_id, sizeof key.object_id);
+        bool claimed = false;
+        cg_store_idem existing;
+        rc = ops->idem_claim(s, &key, &claimed, &existing, &f->err);
+        if (!rc && !claimed) rc = cg_err_set(&f->err, CG_ECONFLICT, "floor: key %s reused", key.key);
+        if (!rc) rc = capture ? ops->charge_update(s, &row, &f->err)
+                              : ops->charge_insert(s, &row, &f->err);
+        cg_journal_entry e = {.seq = ++g->seq, .at_us = now,
+                              .kind = capture ? CG_JOURNAL_CAPTURE : CG_JOURNAL_HOLD,
+                              .delta_remaining = capture ? -row.captured : 0,
+                              .delta_held = capture ? -row.captured : row.held};
+        memcpy(e.member_id, row.member_id, sizeof e.member_id);
+        memcpy(e.grant_id, f->grant_id, sizeof e.grant_id);
+        memcpy(e.charge_id, row.charge_id, sizeof e.charge_id);
+        if (!rc) rc = ops->journal_append(s, &e, &f->err);
+        g->remaining += e.delta_remaining;
+        g->held += e.delta_held;
+        cg_grant gr = {.remaining = g->remaining, .held = g->held};
+        memcpy(gr.member_id, row.member_id, sizeof gr.member_id);
+        memcpy(gr.grant_id, f->grant_id, sizeof gr.grant_id);
+        if (!rc) rc = ops->grant_update(s, &gr, &f->err);
+    }
+    if (!rc) rc = ops->commit(s, &f->err);
+    if (!rc) rc = ops->sync(s, &f->err);
+    return rc;
+}
+
+static void *floor_main(void *arg) {
+    floor_shard *f = arg;
+    int64_t who[FLOOR_BATCH_PAIRS_TOTAL];
+    uint64_t ids[FLOOR_BATCH_PAIRS_TOTAL];
+    while (now_s() < f->until_s && f->pairs < f->pairs_max) {
+        for (int i = 0; i < f->batch_pairs; i++) {
+            who[i] = (int64_t)(next_rand(&f->rng) % (uint64_t)f->members);
+            ids[i] = next_rand(&f->rng);
+        }
+        if (floor_batch(f, false, who, ids, f->pairs) || floor_batch(f, true, who, ids, f->pairs)) {
+            f->failed = 1;
+            return NULL;
+        }
+        f->pairs += f->batch_pairs;
+    }
+    return NULL;
+}
+
+/* A real charge of the bench's kind and its capture, as the store holds them. */
+static int floor_templates(const bench_opts *o, const cg_engine *engine, cg_charge *held,
+                           cg_charge *captured, char *grant_id, size_t grant_id_bytes) {
+    char path[600], dsn[640];
+    snprintf(path, sizeof path, "%s/bench-floor-template.db", o->dir);
+    remove_db(path);
+    snprintf(dsn, sizeof dsn, "sqlite:%s", path);
+    cg_ledger_config cfg;
+    cg_ledger_config_default(&cfg);
+    cfg.engine = engine;
+    cfg.shards = 1;
+    cg_ledger *l = NULL;
+    cg_err err;
+    caller c = {.first_member = 0, .member_count = 1};
+    int rc = cg_ledger_open_dsn(dsn, &cfg, &l, &err);
+    if (!rc) {
+        c.ledger = l;
+        populate_main(&c);
+        rc = c.failures ? -1 : 0;
+    }
+    char id[32];
+    member_name(0, id, sizeof id);
+    cg_charge_input in = {.member_id = id, .idempotency_key = "t", .model = "midjourney"};
+    if (!rc) rc = cg_ledger_charge(l, &in, held, NULL, &err);
+    cg_settle_input st = {.member_id = id, .charge_id = held->charge_id, .idempotency_key = "tc",
+                          .credits = -1};
+    if (!rc) rc = cg_ledger_capture(l, &st, captured, NULL, &err);
+    if (!rc) snprintf(grant_id, grant_id_bytes, "%s", held->parts[0].grant_id);
+    if (rc) fprintf(stderr, "bench: floor template: %s\n", err.msg);
+    cg_ledger_close(l);
+    remove_db(path);
+    return rc;
+}
+
+static int run_floor(const bench_opts *o, const cg_engine *engine, int shards, int flush_ms) {
+    static cg_charge held, captured;
+    char grant_id[CG_OBJECT_ID_BYTES_MAX];
+    if (floor_templates(o, engine, &held, &captured, grant_id, sizeof grant_id)) return -1;
+    printf("floor, %d shard file(s), flush %d ms (the store's row writes alone: per file one "
+           "thread, %d pairs a batch, no engine, no ledger rules, no callers):\n", shards,
+           flush_ms, FLOOR_BATCH_PAIRS_TOTAL / shards);
+    floor_shard fs[CG_LEDGER_SHARDS_MAX];
+    int rc = 0;
+    for (int i = 0; i < shards && !rc; i++) {
+        char path[600], dsn[640];
+        snprintf(path, sizeof path, "%s/bench-floor-%d.db", o->dir, i);
+        remove_db(path);
+        snprintf(dsn, sizeof dsn, "sqlite:%s", path);
+        fs[i] = (floor_shard){.index = i, .members = (o->members + shards - 1) / shards,
+                              .held_row = &held, .captured_row = &captured,
+                              .batch_pairs = FLOOR_BATCH_PAIRS_TOTAL / shards,
+                              .rng = (uint64_t)i * 104729 + 17,
+                              .pairs_max = o->pairs ? (o->pairs + shards - 1) / shards : INT64_MAX};
+        memcpy(fs[i].grant_id, grant_id, sizeof fs[i].grant_id);
+        fs[i].grants = calloc((size_t)fs[i].members, sizeof *fs[i].grants);
+        rc = cg_store_open(dsn, &fs[i].store, &fs[i].err);
+        if (!rc) rc = floor_populate(&fs[i]); /* before the log: its pages are on disk */
+        if (!rc && flush_ms && fs[i].store->ops->log_batches)
+            rc = fs[i].store->ops->log_batches(fs[i].store, (int64_t)flush_ms * 1000, &fs[i].err);
+        if (rc) fprintf(stderr, "bench: floor: %s\n", fs[i].err.msg);
+    }
+    if (rc) return rc;
+    double start = now_s(), cpu_start = cpu_s();
+    int64_t disk_start = disk_write_bytes();
+    pthread_t th[CG_LEDGER_SHARDS_MAX];
+    for (int i = 0; i < shards; i++) {
+        fs[i].until_s = start + o->seconds;
+        if (pthread_create(&th[i], NULL, floor_main, &fs[i])) return -1;
+    }
+    int64_t pairs = 0;
+    for (int i = 0; i < shards; i++) {
+        pthread_join(th[i], NULL);
+        pairs += fs[i].pairs;
+        if (fs[i].failed) fprintf(stderr, "bench: floor: %s\n", fs[i].err.msg), rc = -1;
+    }
+    double elapsed = now_s() - start, cpu = cpu_s() - cpu_start;
+    int64_t disk = disk_write_bytes() - disk_start;
+    double cpu_us = pairs ? cpu * 1e6 / pairs : 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("  %9.0f pairs/s  cpu %5.0f us/pair  disk %5.1f KiB/pair\n", pairs / elapsed, cpu_us,
+           pairs ? (double)disk / 1024 / pairs : 0);
+    printf("  so the store alone, on all %ld cpus and nothing else, tops out near %.0f pairs/s\n",
+           cpus, cpu_us > 0 ? cpus * 1e6 / cpu_us : 0);
+    for (int i = 0; i < shards; i++) {
+        cg_store_close(fs[i].store);
+        free(fs[i].grants);
+        char path[600];
+        snprintf(path, sizeof path, "%s/bench-floor-%d.db", o->dir, i);
+        remove_db(path);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     bench_opts o;
     parse_opts(argc, argv, &o);
@@ -370,6 +592,8 @@ int main(int argc, char **argv) {
     int runs = o.shard_runs * o.flush_runs; /* group commit: run k = shards[k / flush_runs],
                                                flushes[k % flush_runs] */
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows when redirected */
+    if (o.only && strcmp(o.only, "group") && strcmp(o.only, "naive") && strcmp(o.only, "floor"))
+        usage();
     bool run_naive = !o.only || !strcmp(o.only, "naive");
     bool run_group = !o.only || !strcmp(o.only, "group");
     /* mode 0: naive; mode 1 + k: group commit over o.shards[k] */
@@ -407,6 +631,10 @@ int main(int argc, char **argv) {
         cg_ledger_close(l);
         if (vrc) return 1;
     }
+    /* The floor with the last group run's shards and flush, and the share of the CPU it is. */
+    int floor_shards = o.shards[o.shard_runs - 1], floor_flush = o.flushes[o.flush_runs - 1];
+    if ((!o.only || !strcmp(o.only, "floor")) && run_floor(&o, &engine, floor_shards, floor_flush))
+        return 1;
     if (run_group && runs > 1)
         for (int i = 0; i < o.caller_runs; i++) {
             printf("ratio to the first group run (%d shards, flush %d), %d callers:", o.shards[0],

@@ -2,7 +2,8 @@
  * (src/store/pg.c), with 1 and 64 callers: group commit (one writer, one transaction per
  * batch, pipelined statements) against the naive one-transaction-per-call baseline in the same
  * run; then bench/ledger_pg/pgbench.sh: a charge transaction per pgbench client (64 parallel
- * connections), with row locks (FOR UPDATE) vs SERIALIZABLE with retries.
+ * connections), with row locks (FOR UPDATE) vs SERIALIZABLE with retries, and the floors: the
+ * row writes alone, pipelined one member per statement and set-based (pgbench.sh).
  *
  *   build/bench/ledger_pg [--dsn postgres://...] [--members N] [--seconds S] [--shards N]
  *
@@ -306,8 +307,8 @@ int main(int argc, char **argv) {
     printf("goal >= 10x the naive baseline with 64 callers: %.1fx — %s\n", ratio64,
            ratio64 >= 10 ? "MET" : "NOT MET");
     char cmd[2600];
-    snprintf(cmd, sizeof cmd, "bench/ledger_pg/pgbench.sh '%s' %.0f %" PRId64, dsn, seconds,
-             members);
+    snprintf(cmd, sizeof cmd, "bench/ledger_pg/pgbench.sh '%s' %.0f %" PRId64 " %.0f", dsn,
+             seconds, members, res[1][1].pairs_per_s);
     int prc = system(cmd);
     if (dir[0]) {
         snprintf(cmd, sizeof cmd, "scripts/pg.sh stop '%s'", dir);
