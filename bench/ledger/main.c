@@ -14,8 +14,10 @@
  * log (fdatasync of the log) and commits the file every N ms. Default
  * CG_LEDGER_FLUSH_MS_DEFAULT. The goal lines use the last run.
  *
- * --only floor: just the floor — the store's row writes for a pair with nothing else (see
- * run_floor), over the last shard count and flush interval. Every full run ends with it.
+ * --only floor: just the floors — the store's row writes for a pair with nothing else (see
+ * run_floor), over the last shard count and flush interval, then the leanest SQLite layout
+ * found for the same facts, all in cache and not durable (run_lean_floor): what SQLite itself
+ * costs per pair on this machine. Every full run ends with them.
  *
  * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
  * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
@@ -438,7 +440,8 @@ static int floor_batch(floor_shard *f, bool capture, const int64_t *who, const u
         bool claimed = false;
         cg_store_idem existing;
         rc = ops->idem_claim(s, &key, &claimed, &existing, &f->err);
-        if (!rc && !claimed) rc = cg_err_set(&f->err, CG_ECONFLICT, "floor: key %s reused", key.key);
+        if (!rc && !claimed)
+            rc = cg_err_set(&f->err, CG_ECONFLICT, "floor: key %s reused", key.key);
         if (!rc) rc = capture ? ops->charge_update(s, &row, &f->err)
                               : ops->charge_insert(s, &row, &f->err);
         cg_journal_entry e = {.seq = ++g->seq, .at_us = now,
@@ -572,6 +575,156 @@ static int run_floor(const bench_opts *o, const cg_engine *engine, int shards, i
     return rc;
 }
 
+
+/* ---- The lean floor: the fewest rows a pair can write in SQLite ----
+ * Not creditgate's schema: the leanest layout found for the same facts (the best of the ones
+ * tried, bench/RESULTS.md), in plain SQLite with nothing around it. A pair writes a key and a
+ * journal entry per call, the charge once and then its status, the grant twice: charges and
+ * journal are rowid tables (appends) with one small (member_id, ...) index each, keys and
+ * grants keyed by member, keys also by age (for their purge). Integer columns, a 400-byte
+ * blob for the request and items. One thread, batches of 32 pairs as savepoints in a
+ * transaction committed every 100,000 pairs, a page cache that holds everything, no fsync.
+ * So it is below any durable ledger on this machine: CPU per pair here is SQLite's own cost
+ * of the rows, nothing else. */
+
+#define LEAN_BATCH_PAIRS 32
+#define LEAN_COMMIT_PAIRS 100000
+
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int lean_exec(sqlite3 *db, const char *sql) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
+    fprintf(stderr, "bench: lean floor: %s: %s\n", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+    return -1;
+}
+
+static int lean_step(sqlite3_stmt *st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return 0;
+    fprintf(stderr, "bench: lean floor: %s\n", sqlite3_errstr(rc));
+    return -1;
+}
+
+static int run_lean_floor(const bench_opts *o) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/bench-lean.db", o->dir);
+    remove_db(path);
+    sqlite3 *db = NULL;
+    enum { GRANT_INSERT, CHARGE_INSERT, CHARGE_SETTLE, JOURNAL_INSERT, KEY_INSERT, GRANT_UPDATE,
+           LEAN_STATEMENTS };
+    static const char *const sql[LEAN_STATEMENTS] = {
+        [GRANT_INSERT] = "INSERT INTO grants VALUES (?1, 1, 1000000000000, 0)",
+        [CHARGE_INSERT] = "INSERT INTO charges (member_id, status, credits, held, captured,"
+                          " created_at_us, request) VALUES (?1, 0, 10, 10, 0, ?2, ?3)",
+        [CHARGE_SETTLE] = "UPDATE charges SET status = 1, held = 0, captured = 10 WHERE id = ?1",
+        [JOURNAL_INSERT] = "INSERT INTO journal (member_id, seq, at_us, kind, grant_id,"
+                           " charge, delta_remaining, delta_held) VALUES (?1, ?2, ?3, ?4, 1, ?5,"
+                           " ?6, ?7)",
+        [KEY_INSERT] = "INSERT INTO keys VALUES (?1, ?2, ?3, ?4, ?5)",
+        [GRANT_UPDATE] = "UPDATE grants SET remaining = ?2, held = ?3 WHERE member_id = ?1"
+                         " AND grant_id = 1",
+    };
+    sqlite3_stmt *st[LEAN_STATEMENTS] = {0};
+    int rc = sqlite3_open(path, &db) == SQLITE_OK ? 0 : -1;
+    if (!rc)
+        rc = lean_exec(db,
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA cache_size = -2000000;"
+            "CREATE TABLE grants (member_id TEXT, grant_id INT, remaining INT, held INT,"
+            " PRIMARY KEY (member_id, grant_id)) WITHOUT ROWID;"
+            "CREATE TABLE charges (id INTEGER PRIMARY KEY, member_id TEXT, status INT,"
+            " credits INT, held INT, captured INT, created_at_us INT, request BLOB);"
+            "CREATE INDEX charges_by_member ON charges (member_id, id);"
+            "CREATE TABLE journal (id INTEGER PRIMARY KEY, member_id TEXT, seq INT, at_us INT,"
+            " kind INT, grant_id INT, charge INT, delta_remaining INT, delta_held INT);"
+            "CREATE INDEX journal_by_member ON journal (member_id, seq);"
+            "CREATE TABLE keys (member_id TEXT, key TEXT, request_hash BLOB, object INT,"
+            " created_at_us INT, PRIMARY KEY (member_id, key)) WITHOUT ROWID;"
+            "CREATE INDEX keys_by_age ON keys (created_at_us);");
+    for (int i = 0; i < LEAN_STATEMENTS && !rc; i++)
+        if (sqlite3_prepare_v2(db, sql[i], -1, &st[i], NULL) != SQLITE_OK) rc = -1;
+    int64_t *seq = calloc((size_t)o->members, sizeof *seq);
+    if (!seq) rc = -1;
+    char member[32];
+    rc = rc ? rc : lean_exec(db, "BEGIN");
+    for (int64_t m = 0; m < o->members && !rc; m++) {
+        member_name(m, member, sizeof member);
+        sqlite3_bind_text(st[GRANT_INSERT], 1, member, -1, SQLITE_TRANSIENT);
+        rc = lean_step(st[GRANT_INSERT]);
+    }
+    rc = rc ? rc : lean_exec(db, "COMMIT");
+    static const uint8_t request[400], hash[16];
+    uint64_t rng = 7;
+    int64_t who[LEAN_BATCH_PAIRS], ids[LEAN_BATCH_PAIRS], pairs = 0;
+    double start = now_s(), cpu_start = thread_cpu_s();
+    while (!rc && now_s() - start < o->seconds && (!o->pairs || pairs < o->pairs)) {
+        if (pairs % LEAN_COMMIT_PAIRS == 0) rc = lean_exec(db, "BEGIN");
+        for (int settle = 0; settle < 2 && !rc; settle++) {
+            rc = lean_exec(db, "SAVEPOINT batch");
+            for (int i = 0; i < LEAN_BATCH_PAIRS && !rc; i++) {
+                if (!settle) who[i] = (int64_t)(next_rand(&rng) % (uint64_t)o->members);
+                member_name(who[i], member, sizeof member);
+                char key[48];
+                snprintf(key, sizeof key, "k%" PRId64 "-%d", pairs + i, settle);
+                sqlite3_stmt *k = st[KEY_INSERT];
+                sqlite3_bind_text(k, 1, member, -1, SQLITE_STATIC);
+                sqlite3_bind_text(k, 2, key, -1, SQLITE_STATIC);
+                sqlite3_bind_blob(k, 3, hash, sizeof hash, SQLITE_STATIC);
+                sqlite3_bind_int64(k, 5, pairs);
+                if (!settle) {
+                    sqlite3_stmt *c = st[CHARGE_INSERT];
+                    sqlite3_bind_text(c, 1, member, -1, SQLITE_STATIC);
+                    sqlite3_bind_int64(c, 2, pairs);
+                    sqlite3_bind_blob(c, 3, request, sizeof request, SQLITE_STATIC);
+                    rc = lean_step(c);
+                    ids[i] = sqlite3_last_insert_rowid(db);
+                } else {
+                    sqlite3_bind_int64(st[CHARGE_SETTLE], 1, ids[i]);
+                    rc = lean_step(st[CHARGE_SETTLE]);
+                }
+                sqlite3_bind_int64(k, 4, ids[i]);
+                rc = rc ? rc : lean_step(k);
+                sqlite3_stmt *j = st[JOURNAL_INSERT];
+                sqlite3_bind_text(j, 1, member, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(j, 2, ++seq[who[i]]);
+                sqlite3_bind_int64(j, 3, pairs);
+                sqlite3_bind_int(j, 4, settle ? CG_JOURNAL_CAPTURE : CG_JOURNAL_HOLD);
+                sqlite3_bind_int64(j, 5, ids[i]);
+                sqlite3_bind_int(j, 6, settle ? -10 : 0);
+                sqlite3_bind_int(j, 7, settle ? -10 : 10);
+                rc = rc ? rc : lean_step(j);
+                sqlite3_stmt *g = st[GRANT_UPDATE];
+                sqlite3_bind_text(g, 1, member, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(g, 2, 1000000000000 - 10 * seq[who[i]]);
+                sqlite3_bind_int(g, 3, settle ? 0 : 10);
+                rc = rc ? rc : lean_step(g);
+            }
+            rc = rc ? rc : lean_exec(db, "RELEASE batch");
+        }
+        pairs += LEAN_BATCH_PAIRS;
+        if (!rc && pairs % LEAN_COMMIT_PAIRS == 0) rc = lean_exec(db, "COMMIT");
+    }
+    if (!rc && pairs % LEAN_COMMIT_PAIRS) rc = lean_exec(db, "COMMIT"); /* counted: pages out */
+    double cpu_us = pairs ? (thread_cpu_s() - cpu_start) * 1e6 / pairs : 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    printf("lean floor (plain SQLite, the fewest rows a pair writes, all in cache, no fsync, one "
+           "thread; not creditgate's schema):\n");
+    printf("  %9.0f pairs/s  cpu %5.1f us/pair: SQLite alone, on all %ld cpus, tops out near "
+           "%.0f pairs/s\n", pairs / (now_s() - start), cpu_us, cpus,
+           cpu_us > 0 ? cpus * 1e6 / cpu_us : 0);
+    for (int i = 0; i < LEAN_STATEMENTS; i++) sqlite3_finalize(st[i]);
+    sqlite3_close(db);
+    free(seq);
+    remove_db(path);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     bench_opts o;
     parse_opts(argc, argv, &o);
@@ -633,7 +786,8 @@ int main(int argc, char **argv) {
     }
     /* The floor with the last group run's shards and flush, and the share of the CPU it is. */
     int floor_shards = o.shards[o.shard_runs - 1], floor_flush = o.flushes[o.flush_runs - 1];
-    if ((!o.only || !strcmp(o.only, "floor")) && run_floor(&o, &engine, floor_shards, floor_flush))
+    if ((!o.only || !strcmp(o.only, "floor")) &&
+        (run_floor(&o, &engine, floor_shards, floor_flush) || run_lean_floor(&o)))
         return 1;
     if (run_group && runs > 1)
         for (int i = 0; i < o.caller_runs; i++) {
