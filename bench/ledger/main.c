@@ -19,6 +19,9 @@
  * found for the same facts, all in cache and not durable (run_lean_floor): what SQLite itself
  * costs per pair on this machine. Every full run ends with them.
  *
+ * --charges-only: each caller makes charge calls alone (durable holds, never captured), to
+ * compare with peers whose one call is a charge (bench/peers: Redis, PostgreSQL).
+ *
  * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
  * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
  * --members 2000 --callers 64 --only group --pairs 4000 --seconds 600.
@@ -51,6 +54,7 @@ typedef struct bench_opts {
     int64_t members;
     double seconds;
     int64_t pairs; /* 0: as many as fit in seconds */
+    bool charges_only; /* --charges-only: a "pair" is the charge call alone (a durable hold) */
     int callers[8];
     int caller_runs;
     const char *dir;
@@ -65,6 +69,7 @@ typedef struct bench_opts {
 typedef struct caller {
     cg_ledger *ledger;
     int id;
+    bool charges_only;
     int64_t members;
     uint64_t rng;
     double until_s;
@@ -156,6 +161,7 @@ static int one_pair(caller *c, int64_t n) {
         fprintf(stderr, "charge: %s\n", err.msg);
         return -1;
     }
+    if (c->charges_only) return 0;
     cg_settle_input s = {.member_id = id, .charge_id = ch.charge_id, .idempotency_key = cap,
                          .credits = -1};
     if (cg_ledger_capture(c->ledger, &s, &ch, NULL, &err)) {
@@ -215,6 +221,7 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     int64_t disk_start = disk_write_bytes();
     for (int i = 0; i < callers; i++) {
         cs[i] = (caller){.ledger = l, .id = i, .members = o->members,
+                         .charges_only = o->charges_only,
                          .rng = seed * 7919 + (uint64_t)i * 104729 + 1,
                          .until_s = start + o->seconds,
                          .pairs_max = o->pairs ? (o->pairs + callers - 1) / callers : INT64_MAX};
@@ -264,7 +271,8 @@ static int populate(cg_ledger *l, int64_t members) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
-                    " [--only group|naive|floor] [--pairs N] [--shards 1,2] [--flush 0,1000]\n");
+                    " [--only group|naive|floor] [--pairs N] [--shards 1,2] [--flush 0,1000]"
+                    " [--charges-only]\n");
     exit(2);
 }
 
@@ -279,6 +287,7 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--pairs")) o->pairs = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
+        else if (!strcmp(argv[i], "--charges-only")) o->charges_only = true;
         else if (!strcmp(argv[i], "--flush")) {
             o->flush_runs = 0;
             for (char *t = strtok(argv[++i], ","); t && o->flush_runs < 4; t = strtok(NULL, ","))
@@ -751,6 +760,9 @@ int main(int argc, char **argv) {
     print_machine();
     printf("members %" PRId64 ", %.1f s per run, charge = Midjourney (10 credits) on a random "
            "member, then capture; both durable\n", o.members, o.seconds);
+    if (o.charges_only)
+        printf("--charges-only: every \"pair\" below is one charge call alone (quote + hold, "
+               "durable), no capture; the goal lines are left out\n");
     char path[512];
     snprintf(path, sizeof path, "%s/bench-ledger.db", o.dir);
     run_result naive[8], group[16][8];
@@ -824,7 +836,7 @@ int main(int argc, char **argv) {
                    naive[i].pairs_per_s > 0 ? group[k][i].pairs_per_s / naive[i].pairs_per_s : 0);
         printf("\n");
     }
-    for (int i = 0; i < o.caller_runs; i++) {
+    for (int i = 0; i < o.caller_runs && !o.charges_only; i++) {
         if (o.callers[i] != 64) continue;
         double ratio = naive[i].pairs_per_s > 0 ? last[i].pairs_per_s / naive[i].pairs_per_s : 0;
         printf("goal >= 50,000 durable pairs/s with 64 callers: %.0f — %s\n", last[i].pairs_per_s,
