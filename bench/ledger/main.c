@@ -22,6 +22,9 @@
  * --charges-only: each caller makes charge calls alone (durable holds, never captured), to
  * compare with peers whose one call is a charge (bench/peers: Redis, PostgreSQL).
  *
+ * --cache-mb N: the ledger's page cache bound (cg_ledger_config.page_cache_mb; default
+ * CG_LEDGER_PAGE_CACHE_MB_DEFAULT).
+ *
  * --pairs N stops each run after N pairs (split among the callers) so that instruction counts
  * under callgrind compare exactly between builds: valgrind --tool=callgrind build/bench/ledger
  * --members 2000 --callers 64 --only group --pairs 4000 --seconds 600.
@@ -55,6 +58,7 @@ typedef struct bench_opts {
     double seconds;
     int64_t pairs; /* 0: as many as fit in seconds */
     bool charges_only; /* --charges-only: a "pair" is the charge call alone (a durable hold) */
+    int cache_mb;      /* --cache-mb: cg_ledger_config.page_cache_mb (0: its default) */
     int callers[8];
     int caller_runs;
     const char *dir;
@@ -272,7 +276,7 @@ static int populate(cg_ledger *l, int64_t members) {
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
                     " [--only group|naive|floor] [--pairs N] [--shards 1,2] [--flush 0,1000]"
-                    " [--charges-only]\n");
+                    " [--charges-only] [--cache-mb N]\n");
     exit(2);
 }
 
@@ -288,6 +292,7 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
         else if (!strcmp(argv[i], "--charges-only")) o->charges_only = true;
+        else if (!strcmp(argv[i], "--cache-mb")) o->cache_mb = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--flush")) {
             o->flush_runs = 0;
             for (char *t = strtok(argv[++i], ","); t && o->flush_runs < 4; t = strtok(NULL, ","))
@@ -303,7 +308,9 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
                 o->callers[o->caller_runs++] = atoi(t);
         } else usage();
     }
-    if (o->members < 1 || o->seconds <= 0 || o->shard_runs < 1 || o->flush_runs < 1) usage();
+    if (o->members < 1 || o->seconds <= 0 || o->shard_runs < 1 || o->flush_runs < 1 ||
+        o->cache_mb < 0 || o->cache_mb > CG_LEDGER_PAGE_CACHE_MB_MAX)
+        usage();
     for (int i = 0; i < o->flush_runs; i++)
         if (o->flushes[i] < 0 || o->flushes[i] > CG_LEDGER_FLUSH_MS_MAX) usage();
     for (int i = 0; i < o->shard_runs; i++)
@@ -328,11 +335,12 @@ static void remove_db(const char *path) {
     }
 }
 
-static void print_machine(void) {
+static void print_machine(const bench_opts *o) {
     bench_print_machine("(other work on the machine)");
     printf("storage: SQLite %s, WAL; a call is acknowledged after one fdatasync (of the WAL, or"
-           " of the redo log with flush > 0); writer's member cache %d members\n",
-           sqlite3_libversion(), CG_LEDGER_CACHE_MEMBERS_DEFAULT);
+           " of the redo log with flush > 0); writer's member cache %d members; page cache %d"
+           " MiB\n", sqlite3_libversion(), CG_LEDGER_CACHE_MEMBERS_DEFAULT,
+           o->cache_mb ? o->cache_mb : CG_LEDGER_PAGE_CACHE_MB_DEFAULT);
 }
 
 /* Opens a fresh ledger in the given mode and populates it. */
@@ -346,6 +354,7 @@ static cg_ledger *open_fresh(const bench_opts *o, const cg_engine *engine, int s
     cfg.group_commit = true; /* populate fast either way; reopened below for naive */
     cfg.shards = group ? shards : 1;
     cfg.flush_interval_ms = flush_ms;
+    cfg.page_cache_mb = o->cache_mb;
     cg_ledger *l = NULL;
     cg_err err;
     char dsn[600];
@@ -757,7 +766,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
-    print_machine();
+    print_machine(&o);
     printf("members %" PRId64 ", %.1f s per run, charge = Midjourney (10 credits) on a random "
            "member, then capture; both durable\n", o.members, o.seconds);
     if (o.charges_only)

@@ -53,6 +53,9 @@ typedef struct cg_http_config {
     int ledger_flush_ms;   /* cg_ledger_config.flush_interval_ms: how often a SQLite ledger's
                               files are committed (between, batches go to their redo logs);
                               0 commits every batch. Default CG_LEDGER_FLUSH_MS_DEFAULT */
+    int ledger_cache_mb;   /* cg_ledger_config.page_cache_mb: a SQLite ledger's page cache,
+                              MiB, over all its shard files. Default
+                              CG_LEDGER_PAGE_CACHE_MB_DEFAULT */
 } cg_http_config;
 
 /* Built-in defaults: 127.0.0.1:8080, policy/carat.yaml, data/creditgate.db, ... */

@@ -90,6 +90,9 @@ typedef struct cg_store cg_store; /* store.h */
 
 #define CG_LEDGER_FLUSH_MS_DEFAULT 1000
 #define CG_LEDGER_FLUSH_MS_MAX 60000
+#define CG_LEDGER_PAGE_CACHE_MB_DEFAULT 128 /* 64 to 128 MiB: +6 % pairs/s, +19 % charges/s
+                                               (bench/RESULTS.md, session 4) */
+#define CG_LEDGER_PAGE_CACHE_MB_MAX 65536
 
 typedef int64_t (*cg_clock_fn)(void *ctx);
 
@@ -126,6 +129,11 @@ typedef struct cg_ledger_config {
                                     committed every this many ms (docs/ledger.md, "Redo log").
                                     0: every batch commits the file and fsyncs its WAL. Default
                                     CG_LEDGER_FLUSH_MS_DEFAULT, at most CG_LEDGER_FLUSH_MS_MAX */
+    int page_cache_mb;           /* SQLite: the bound on the store's page cache, MiB, split
+                                    evenly among the shards. Memory grows with this, not with
+                                    members; a larger cache spills fewer dirty pages between
+                                    flushes. 0: CG_LEDGER_PAGE_CACHE_MB_DEFAULT; at most
+                                    CG_LEDGER_PAGE_CACHE_MB_MAX. PostgreSQL keeps its own */
 } cg_ledger_config;
 
 typedef struct cg_ledger cg_ledger;

@@ -167,10 +167,10 @@ typedef struct cg_store_ops {
     int (*count_held)(cg_store *store, int64_t *count, cg_err *err);
     /* Bytes of page cache the store's connection holds now. NULL: 0. */
     int64_t (*cache_bytes)(cg_store *store);
-    /* The store is one of `shares` stores of one ledger: it keeps its page cache to that share
-     * of its usual bound, so the ledger's memory bound does not grow with its shard count.
-     * NULL: nothing to share. */
-    int (*cache_share)(cg_store *store, int shares, cg_err *err);
+    /* Bounds the store's page cache to kib KiB: the ledger gives each of its stores an even
+     * share of cg_ledger_config.page_cache_mb, so its memory does not grow with its shard
+     * count. NULL: the store has no page cache of its own to bound. */
+    int (*cache_bound)(cg_store *store, int64_t kib, cg_err *err);
     /* Group commit from now on: `commit` appends the batch's writes to a redo log beside the
      * store (made durable by `sync`) and the store itself is committed only every
      * flush_interval_us (SQLite: src/store/sqlite.c, "Long transactions"). Called once, by the

@@ -67,6 +67,8 @@ static const opt opts[] = {
     {"ledger_flush_ms", OPT_INT, OFF(ledger_flush_ms), SZ(ledger_flush_ms), 0,
      CG_LEDGER_FLUSH_MS_MAX, "SQLite: ms between commits of the files, batches in the redo "
      "log meanwhile (0 every batch)"},
+    {"ledger_cache_mb", OPT_INT, OFF(ledger_cache_mb), SZ(ledger_cache_mb), 1,
+     CG_LEDGER_PAGE_CACHE_MB_MAX, "SQLite: MiB of page cache, split among the shard files"},
 };
 #define OPTS_COUNT (sizeof opts / sizeof opts[0])
 
@@ -92,6 +94,7 @@ void cg_http_config_defaults(cg_http_config *config) {
     config->reload_check_ms = 1000;
     config->drain_timeout_ms = 10000;
     config->ledger_flush_ms = CG_LEDGER_FLUSH_MS_DEFAULT;
+    config->ledger_cache_mb = CG_LEDGER_PAGE_CACHE_MB_DEFAULT;
 }
 
 static const opt *opt_find(const char *key) {

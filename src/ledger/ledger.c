@@ -35,6 +35,7 @@ void cg_ledger_config_default(cg_ledger_config *config) {
     config->sweep_interval_us = SWEEP_INTERVAL_US_DEFAULT;
     config->cache_members_max = CG_LEDGER_CACHE_MEMBERS_DEFAULT;
     config->flush_interval_ms = CG_LEDGER_FLUSH_MS_DEFAULT;
+    config->page_cache_mb = CG_LEDGER_PAGE_CACHE_MB_DEFAULT;
 }
 
 int64_t ledger_now_us(const ledger_shard *ledger) {
@@ -62,6 +63,9 @@ static int config_check(const cg_ledger_config *c, cg_err *err) {
     if (c->flush_interval_ms < 0 || c->flush_interval_ms > CG_LEDGER_FLUSH_MS_MAX)
         return cg_err_set(err, CG_EINVAL, "flush_interval_ms must be 0..%d",
                           CG_LEDGER_FLUSH_MS_MAX);
+    if (c->page_cache_mb < 0 || c->page_cache_mb > CG_LEDGER_PAGE_CACHE_MB_MAX)
+        return cg_err_set(err, CG_EINVAL, "page_cache_mb must be 0..%d",
+                          CG_LEDGER_PAGE_CACHE_MB_MAX);
     return CG_OK;
 }
 
@@ -445,9 +449,12 @@ static int ledger_open_stores(cg_store **stores_take, int n, bool partitioned,
     /* The cache bounds are the ledger's: each shard keeps its share of the member cache and of
      * the store's page cache. */
     int cache_share = (config->cache_members_max + n - 1) / n;
+    int64_t page_cache_mb = config->page_cache_mb ? config->page_cache_mb
+                                                  : CG_LEDGER_PAGE_CACHE_MB_DEFAULT;
+    int64_t page_cache_kib = page_cache_mb * 1024 / n;
     for (int i = 0; i < n; i++) {
-        if (!rc && n > 1 && stores_take[i]->ops->cache_share)
-            rc = stores_take[i]->ops->cache_share(stores_take[i], n, err);
+        if (!rc && stores_take[i]->ops->cache_bound)
+            rc = stores_take[i]->ops->cache_bound(stores_take[i], page_cache_kib, err);
         if (rc) {
             cg_store_close(stores_take[i]);
             continue;

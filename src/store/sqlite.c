@@ -23,7 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SQLITE_CACHE_KIB 65536       /* page cache bound: memory stays flat with 1M members */
+/* page cache bound until the ledger sets its own (cache_bound): memory stays flat with 1M
+ * members */
+#define SQLITE_CACHE_KIB (CG_LEDGER_PAGE_CACHE_MB_DEFAULT * 1024)
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Checkpoint once the WAL holds this many pages: rarer checkpoints write a hot page once
  * instead of once per 1000 pages (SQLite's default). A checkpoint on a second connection and
@@ -1176,10 +1178,10 @@ static int sq_count_held(cg_store *store, int64_t *count, cg_err *err) {
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err); /* below, with the schema */
 
-static int sq_cache_share(cg_store *store, int shares, cg_err *err) {
-    assert(shares >= 1);
+static int sq_cache_bound(cg_store *store, int64_t kib, cg_err *err) {
+    assert(kib >= 1);
     char pragma[64];
-    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%d", SQLITE_CACHE_KIB / shares);
+    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%" PRId64, kib);
     return exec_sql(from(store), pragma, err);
 }
 
@@ -1509,7 +1511,7 @@ static const cg_store_ops sqlite_ops = {
     .shard_mark = sq_shard_mark,
     .count_held = sq_count_held,
     .cache_bytes = sq_cache_bytes,
-    .cache_share = sq_cache_share,
+    .cache_bound = sq_cache_bound,
     .log_batches = sq_log_batches,
 };
 

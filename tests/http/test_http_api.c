@@ -1029,6 +1029,13 @@ static void test_config_precedence_flags_env_file(void **state) {
     char *argv8[] = {"--ledger-flush-ms", "60001"};
     assert_int_equal(cg_http_config_load(&c, 2, argv8, &err), CG_EINVAL);
     assert_string_equal(err.field, "ledger_flush_ms");
+    assert_int_equal(c.ledger_cache_mb, CG_LEDGER_PAGE_CACHE_MB_DEFAULT);
+    char *argv9[] = {"--ledger-cache-mb", "512"};
+    assert_cg_ok(cg_http_config_load(&c, 2, argv9, &err), err);
+    assert_int_equal(c.ledger_cache_mb, 512);
+    char *argv10[] = {"--ledger-cache-mb", "0"};
+    assert_int_equal(cg_http_config_load(&c, 2, argv10, &err), CG_EINVAL);
+    assert_string_equal(err.field, "ledger_cache_mb");
     unsetenv("CREDITGATE_THREADS");
     unsetenv("CREDITGATE_BODY_BYTES_MAX");
 }

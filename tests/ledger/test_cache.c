@@ -3,7 +3,8 @@
  * another writer's commit is seen; members with more open grants than the cache keeps fall
  * back to the store. Also the charges listing (newest first, 0-credit charges included, page by
  * page), refunds that need a `refund` grant when the member is at the open-grant limit, and
- * idempotency keys past 24 h purged as fast as calls add them. */
+ * idempotency keys past 24 h purged as fast as calls add them; the store's page cache keeps to
+ * its configured bound. */
 #include "ledger_fixture.h"
 
 #include <pthread.h>
@@ -361,6 +362,70 @@ static void test_large_batches_commit_and_survive_reopen(void **state) {
     remove_path(path);
 }
 
+
+/* The store's page cache keeps to page_cache_mb, split among the shards: the same writes
+ * (large prompts, so megabytes of pages) hold ~1 MiB of pages under a 1 MiB bound and many
+ * times that under the default bound; a negative bound is refused by name. */
+static void test_page_cache_keeps_to_its_bound(void **state) {
+    (void)state;
+    static char prompt[6001];
+    memset(prompt, 'p', sizeof prompt - 1);
+    int64_t used[2];
+    const int bounds_mb[2] = {1, 0}; /* 0: CG_LEDGER_PAGE_CACHE_MB_DEFAULT */
+    for (int k = 0; k < 2; k++) {
+        char path[512], p1[600];
+        own_path(path, sizeof path);
+        cg_ledger_config c;
+        fx_config(&c, true);
+        c.shards = 2;
+        c.page_cache_mb = bounds_mb[k];
+        char dsn[600];
+        snprintf(dsn, sizeof dsn, "sqlite:%s", path);
+        cg_ledger *l = NULL;
+        cg_err err = {0};
+        assert_cg_ok(cg_ledger_open_dsn(dsn, &c, &l, &err), err);
+        char id[16], key[32];
+        for (int m = 0; m < 8; m++) {
+            member_name(m, id, sizeof id);
+            put_member(l, id, "free", "monthly", T0 - DAY_US, 0);
+            grant_simple(l, id, 100000);
+        }
+        for (int i = 0; i < 600; i++) {
+            member_name(i % 8, id, sizeof id);
+            snprintf(key, sizeof key, "pc%d", i);
+            cg_charge_input in = {.member_id = id, .idempotency_key = key,
+                                  .model = "midjourney", .agent_model = "lite",
+                                  .agent_kind = "image", .prompt = prompt};
+            static cg_charge out;
+            assert_cg_ok(cg_ledger_charge(l, &in, &out, NULL, &err), err);
+        }
+        cg_ledger_stats st;
+        cg_ledger_stats_get(l, &st);
+        used[k] = st.page_cache_bytes;
+        cg_ledger_close(l);
+        remove_path(path);
+        snprintf(p1, sizeof p1, "%s.shard1", path);
+        remove_path(p1);
+    }
+    assert_true(used[0] > 0);
+    assert_true(used[0] <= 2 * 1024 * 1024); /* 1 MiB of pages plus SQLite's page headers */
+    assert_true(used[1] > 3 * used[0]);
+
+    char path[512];
+    own_path(path, sizeof path);
+    cg_ledger_config c;
+    fx_config(&c, true);
+    c.page_cache_mb = -1;
+    char dsn[600];
+    snprintf(dsn, sizeof dsn, "sqlite:%s", path);
+    cg_ledger *l = NULL;
+    cg_err err = {0};
+    assert_int_equal(cg_ledger_open_dsn(dsn, &c, &l, &err), CG_EINVAL);
+    assert_non_null(strstr(err.msg, "page_cache_mb"));
+    assert_null(l);
+    remove_path(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_cache_gives_the_same_results_as_none),
@@ -372,6 +437,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_refund_at_open_grant_limit_succeeds, fx_setup, fx_teardown),
         cmocka_unit_test(test_old_keys_are_purged_in_step_with_calls),
         cmocka_unit_test(test_large_batches_commit_and_survive_reopen),
+        cmocka_unit_test(test_page_cache_keeps_to_its_bound),
     };
     return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
 }
