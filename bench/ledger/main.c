@@ -556,6 +556,9 @@ static int run_floor(const bench_opts *o, const cg_engine *engine, int shards, i
         memcpy(fs[i].grant_id, grant_id, sizeof fs[i].grant_id);
         fs[i].grants = calloc((size_t)fs[i].members, sizeof *fs[i].grants);
         rc = cg_store_open(dsn, &fs[i].store, &fs[i].err);
+        int64_t cache_mb = o->cache_mb ? o->cache_mb : CG_LEDGER_PAGE_CACHE_MB_DEFAULT;
+        if (!rc && fs[i].store->ops->cache_bound) /* the ledger's share per file */
+            rc = fs[i].store->ops->cache_bound(fs[i].store, cache_mb * 1024 / shards, &fs[i].err);
         if (!rc) rc = floor_populate(&fs[i]); /* before the log: its pages are on disk */
         if (!rc && flush_ms && fs[i].store->ops->log_batches)
             rc = fs[i].store->ops->log_batches(fs[i].store, (int64_t)flush_ms * 1000, &fs[i].err);
