@@ -22,6 +22,10 @@
  * --charges-only: each caller makes charge calls alone (durable holds, never captured), to
  * compare with peers whose one call is a charge (bench/peers: Redis, PostgreSQL).
  *
+ * --async: in the group commit runs, N callers are N pairs in flight from one thread through
+ * cg_ledger_charge_async / cg_ledger_capture_async instead of N threads each blocked in its
+ * call (the naive baseline keeps its threads).
+ *
  * --cache-mb N: the ledger's page cache bound (cg_ledger_config.page_cache_mb; default
  * CG_LEDGER_PAGE_CACHE_MB_DEFAULT).
  *
@@ -59,6 +63,7 @@ typedef struct bench_opts {
     int64_t pairs; /* 0: as many as fit in seconds */
     bool charges_only; /* --charges-only: a "pair" is the charge call alone (a durable hold) */
     int cache_mb;      /* --cache-mb: cg_ledger_config.page_cache_mb (0: its default) */
+    bool async;        /* --async: group commit's callers are calls in flight from one thread */
     int callers[8];
     int caller_runs;
     const char *dir;
@@ -192,6 +197,115 @@ static void *pairs_main(void *arg) {
     return NULL;
 }
 
+
+/* ---- --async: the callers as calls in flight from one thread ----
+ * The same pairs as pairs_main, but `callers` is how many pairs are in flight at once, all
+ * driven by one thread through cg_ledger_charge_async / _capture_async: no thread parks per
+ * call. Completions arrive on the ledger's syncer threads, which only queue them here; the
+ * driver takes them in bunches and submits each pair's next call. */
+
+typedef struct async_run async_run;
+
+typedef struct async_slot {
+    async_run *run;
+    int index;
+    bool capturing;     /* the capture is in flight (else the charge) */
+    int rc;
+    char member[32], key[64], cap[64];
+    cg_charge_input charge;
+    cg_settle_input settle;
+    cg_charge out;
+    double t0;
+} async_slot;
+
+struct async_run {
+    pthread_mutex_t mu;
+    pthread_cond_t done_cv;
+    int *done;          /* slot indexes completed, not yet taken by the driver */
+    int done_count;
+};
+
+static void async_done(void *ctx, int rc, const cg_err *err) {
+    async_slot *slot = ctx;
+    slot->rc = rc;
+    if (rc) fprintf(stderr, "%s: %s\n", slot->capturing ? "capture" : "charge", err->msg);
+    pthread_mutex_lock(&slot->run->mu);
+    slot->run->done[slot->run->done_count++] = slot->index;
+    pthread_cond_signal(&slot->run->done_cv);
+    pthread_mutex_unlock(&slot->run->mu);
+}
+
+/* Submits slot's next charge (a new pair on a random member); 0 or the refusal to queue. */
+static int async_charge(cg_ledger *l, async_slot *slot, caller *c, int64_t n) {
+    member_name((int64_t)(next_rand(&c->rng) % (uint64_t)c->members), slot->member,
+                sizeof slot->member);
+    snprintf(slot->key, sizeof slot->key, "a%d-%" PRId64, slot->index, n);
+    snprintf(slot->cap, sizeof slot->cap, "a%d-%" PRId64 "-cap", slot->index, n);
+    slot->charge = (cg_charge_input){.member_id = slot->member, .idempotency_key = slot->key,
+                                     .model = "midjourney"};
+    slot->capturing = false;
+    slot->t0 = now_s();
+    cg_err err;
+    return cg_ledger_charge_async(l, &slot->charge, &slot->out, NULL, async_done, slot, &err);
+}
+
+static int async_capture(cg_ledger *l, async_slot *slot) {
+    slot->settle = (cg_settle_input){.member_id = slot->member, .charge_id = slot->out.charge_id,
+                                     .idempotency_key = slot->cap, .credits = -1};
+    slot->capturing = true;
+    cg_err err;
+    return cg_ledger_capture_async(l, &slot->settle, &slot->out, NULL, async_done, slot, &err);
+}
+
+/* One driver thread keeps `in_flight` pairs going until the time is up; c collects the pairs,
+ * failures and latencies as a caller of pairs_main would. */
+static void drive_async(cg_ledger *l, caller *c, int in_flight) {
+    async_run run = {.done = calloc((size_t)in_flight, sizeof(int))};
+    async_slot *slots = calloc((size_t)in_flight, sizeof *slots);
+    pthread_mutex_init(&run.mu, NULL);
+    pthread_cond_init(&run.done_cv, NULL);
+    int *taken = calloc((size_t)in_flight, sizeof(int));
+    int active = 0;
+    int64_t n = 0;
+    for (int i = 0; i < in_flight; i++) {
+        slots[i] = (async_slot){.run = &run, .index = i};
+        if (async_charge(l, &slots[i], c, n++) == 0) active++;
+        else c->failures++;
+    }
+    while (active > 0) {
+        pthread_mutex_lock(&run.mu);
+        while (run.done_count == 0) pthread_cond_wait(&run.done_cv, &run.mu);
+        int k = run.done_count;
+        memcpy(taken, run.done, sizeof(int) * (size_t)k);
+        run.done_count = 0;
+        pthread_mutex_unlock(&run.mu);
+        bool more = now_s() < c->until_s && c->pairs + c->failures < c->pairs_max;
+        for (int j = 0; j < k; j++) {
+            async_slot *slot = &slots[taken[j]];
+            int rc = slot->rc;
+            if (!rc && !slot->capturing && !c->charges_only) {
+                if (async_capture(l, slot) == 0) continue;
+                rc = -1;
+            }
+            if (rc) {
+                c->failures++;
+            } else {
+                double us = (now_s() - slot->t0) * 1e6;
+                if (c->lat_count < BENCH_SAMPLES_PER_CALLER_MAX)
+                    c->lat_us[c->lat_count++] = us > 4e9 ? UINT32_MAX : (uint32_t)us;
+                c->pairs++;
+            }
+            if (more && async_charge(l, slot, c, n++) == 0) continue;
+            active--;
+        }
+    }
+    pthread_cond_destroy(&run.done_cv);
+    pthread_mutex_destroy(&run.mu);
+    free(taken);
+    free(slots);
+    free(run.done);
+}
+
 static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
@@ -219,7 +333,11 @@ static double cpu_s(void) {
     return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint64_t seed) {
+/* async: `callers` pairs in flight from one thread (drive_async) instead of a thread each. */
+static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint64_t seed,
+                            bool async) {
+    int in_flight = callers;
+    if (async) callers = 1;
     caller *cs = calloc((size_t)callers, sizeof *cs);
     double start = now_s(), cpu_start = cpu_s();
     int64_t disk_start = disk_write_bytes();
@@ -231,7 +349,8 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
                          .pairs_max = o->pairs ? (o->pairs + callers - 1) / callers : INT64_MAX};
         cs[i].lat_us = malloc(sizeof(uint32_t) * BENCH_SAMPLES_PER_CALLER_MAX);
     }
-    run_threads(cs, callers, pairs_main);
+    if (async) drive_async(l, &cs[0], in_flight);
+    else run_threads(cs, callers, pairs_main);
     double elapsed = now_s() - start, cpu = cpu_s() - cpu_start;
     int64_t disk = disk_write_bytes() - disk_start;
     int64_t total = 0, samples = 0;
@@ -276,7 +395,7 @@ static int populate(cg_ledger *l, int64_t members) {
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
                     " [--only group|naive|floor] [--pairs N] [--shards 1,2] [--flush 0,1000]"
-                    " [--charges-only] [--cache-mb N]\n");
+                    " [--charges-only] [--cache-mb N] [--async]\n");
     exit(2);
 }
 
@@ -285,7 +404,8 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
                       .dir = "build", .shards = {CG_LEDGER_SHARDS_DEFAULT}, .shard_runs = 1,
                       .flushes = {CG_LEDGER_FLUSH_MS_DEFAULT}, .flush_runs = 1};
     for (int i = 1; i < argc; i++) {
-        if (i + 1 >= argc) usage();
+        bool flag = !strcmp(argv[i], "--charges-only") || !strcmp(argv[i], "--async");
+        if (!flag && i + 1 >= argc) usage(); /* every other option takes a value */
         if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--seconds")) o->seconds = strtod(argv[++i], NULL);
         else if (!strcmp(argv[i], "--pairs")) o->pairs = strtoll(argv[++i], NULL, 10);
@@ -293,6 +413,7 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
         else if (!strcmp(argv[i], "--charges-only")) o->charges_only = true;
         else if (!strcmp(argv[i], "--cache-mb")) o->cache_mb = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--async")) o->async = true;
         else if (!strcmp(argv[i], "--flush")) {
             o->flush_runs = 0;
             for (char *t = strtok(argv[++i], ","); t && o->flush_runs < 4; t = strtok(NULL, ","))
@@ -772,6 +893,8 @@ int main(int argc, char **argv) {
     print_machine(&o);
     printf("members %" PRId64 ", %.1f s per run, charge = Midjourney (10 credits) on a random "
            "member, then capture; both durable\n", o.members, o.seconds);
+    if (o.async)
+        printf("--async: group commit's callers are calls in flight from one thread\n");
     if (o.charges_only)
         printf("--charges-only: every \"pair\" below is one charge call alone (quote + hold, "
                "durable), no capture; the goal lines are left out\n");
@@ -803,7 +926,7 @@ int main(int argc, char **argv) {
             printf("naive baseline (one file, one transaction + fdatasync per call):\n");
         cg_ledger *l = open_fresh(&o, &engine, shards, flush_ms, path);
         for (int i = 0; i < o.caller_runs; i++) {
-            run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1));
+            run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1), is_group && o.async);
             (is_group ? group[mode - 1] : naive)[i] = r;
             printf("  %3d callers: %9.0f pairs/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms"
                    "  cpu %5.0f us/pair  disk %5.1f KiB/pair  failures %" PRId64 "\n",

@@ -93,7 +93,8 @@ int lg_journal_last_seq(ledger_shard *l, const char *member_id, int64_t *seq, cg
 void lg_journal_appended(ledger_shard *l, const char *member_id, int64_t seq);
 
 /* One call, queued by its caller and applied by the writer. Lives on the caller's stack
- * until `done` is posted. */
+ * until `done` is posted — or, for an asynchronous call (done_fn set), on the heap until the
+ * syncer has called done_fn and freed it. */
 typedef struct ledger_op {
     ledger_op_kind kind;
     const void *in;
@@ -112,6 +113,8 @@ typedef struct ledger_op {
     int rc;
     cg_err err;
     sem_t done;
+    cg_ledger_done_fn done_fn; /* asynchronous: called instead of posting done, then freed */
+    void *done_ctx;
     struct ledger_op *next; /* in the syncer's list */
 } ledger_op;
 

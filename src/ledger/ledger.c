@@ -255,7 +255,12 @@ static void *syncer_main(void *arg) {
         while (op) {
             ledger_op *next = op->next; /* op is gone once posted */
             sync_outcome(l, op, rc, &err);
-            sem_post(&op->done);
+            if (op->done_fn) {
+                op->done_fn(op->done_ctx, op->rc, &op->err);
+                free(op);
+            } else {
+                sem_post(&op->done);
+            }
             op = next;
         }
     }
@@ -308,6 +313,23 @@ static int submit_direct(ledger_shard *l, ledger_op *op) {
     return op->rc;
 }
 
+/* Puts op in the shard's queue, waiting for room. CG_EUNAVAILABLE when the ledger closes. */
+static int enqueue(ledger_shard *l, ledger_op *op, cg_err *err) {
+    pthread_mutex_lock(&l->mu);
+    while (l->ring_count == l->config.queue_ops_max && !l->stopping)
+        pthread_cond_wait(&l->not_full, &l->mu);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->mu);
+        return cg_err_set(err, CG_EUNAVAILABLE, "ledger is closing");
+    }
+    int tail = (l->ring_head + l->ring_count) % l->config.queue_ops_max;
+    l->ring[tail] = op;
+    l->ring_count++;
+    pthread_cond_signal(&l->not_empty);
+    pthread_mutex_unlock(&l->mu);
+    return CG_OK;
+}
+
 /* Queues op and waits until the writer has committed (or refused) it. */
 static int submit(ledger_shard *l, ledger_op *op, cg_err *err) {
     assert(l && op);
@@ -318,19 +340,10 @@ static int submit(ledger_shard *l, ledger_op *op, cg_err *err) {
         rc = submit_direct(l, op);
     } else {
         sem_init(&op->done, 0, 0);
-        pthread_mutex_lock(&l->mu);
-        while (l->ring_count == l->config.queue_ops_max && !l->stopping)
-            pthread_cond_wait(&l->not_full, &l->mu);
-        if (l->stopping) {
-            pthread_mutex_unlock(&l->mu);
+        if ((rc = enqueue(l, op, err))) {
             sem_destroy(&op->done);
-            return cg_err_set(err, CG_EUNAVAILABLE, "ledger is closing");
+            return rc;
         }
-        int tail = (l->ring_head + l->ring_count) % l->config.queue_ops_max;
-        l->ring[tail] = op;
-        l->ring_count++;
-        pthread_cond_signal(&l->not_empty);
-        pthread_mutex_unlock(&l->mu);
         while (sem_wait(&op->done) != 0) continue; /* EINTR */
         sem_destroy(&op->done);
         rc = op->rc;
@@ -651,6 +664,49 @@ int cg_ledger_release(cg_ledger *l, const cg_settle_input *in, cg_charge *out, b
 int cg_ledger_refund(cg_ledger *l, const cg_settle_input *in, cg_charge *out, bool *replayed,
                      cg_err *err) {
     return call(l, in->member_id, OP_REFUND, in, out, replayed, err);
+}
+
+/* An asynchronous call: the op lives on the heap until the syncer has called done (see
+ * syncer_main). Naive mode applies it here and calls done before returning. */
+static int call_async(cg_ledger *l, const char *member_id, ledger_op_kind kind, const void *in,
+                      void *out, bool *replayed, cg_ledger_done_fn done, void *ctx,
+                      cg_err *err) {
+    assert(done);
+    ledger_shard *sh = shard_for(l, member_id);
+    if (!sh->config.group_commit) {
+        cg_err e = {0};
+        int rc = call(l, member_id, kind, in, out, replayed, &e);
+        done(ctx, rc, &e);
+        return CG_OK;
+    }
+    ledger_op *op = calloc(1, sizeof *op);
+    if (!op) return cg_err_set(err, CG_ENOMEM, "out of memory queueing a ledger call");
+    *op = (ledger_op){.kind = kind, .in = in, .out = out, .replayed = replayed, .done_fn = done,
+                      .done_ctx = ctx};
+    if (replayed) *replayed = false;
+    int rc = enqueue(sh, op, err);
+    if (rc) free(op);
+    return rc;
+}
+
+int cg_ledger_charge_async(cg_ledger *l, const cg_charge_input *in, cg_charge *out,
+                           bool *replayed, cg_ledger_done_fn done, void *ctx, cg_err *err) {
+    return call_async(l, in->member_id, OP_CHARGE, in, out, replayed, done, ctx, err);
+}
+
+int cg_ledger_capture_async(cg_ledger *l, const cg_settle_input *in, cg_charge *out,
+                            bool *replayed, cg_ledger_done_fn done, void *ctx, cg_err *err) {
+    return call_async(l, in->member_id, OP_CAPTURE, in, out, replayed, done, ctx, err);
+}
+
+int cg_ledger_release_async(cg_ledger *l, const cg_settle_input *in, cg_charge *out,
+                            bool *replayed, cg_ledger_done_fn done, void *ctx, cg_err *err) {
+    return call_async(l, in->member_id, OP_RELEASE, in, out, replayed, done, ctx, err);
+}
+
+int cg_ledger_refund_async(cg_ledger *l, const cg_settle_input *in, cg_charge *out,
+                           bool *replayed, cg_ledger_done_fn done, void *ctx, cg_err *err) {
+    return call_async(l, in->member_id, OP_REFUND, in, out, replayed, done, ctx, err);
 }
 
 int cg_ledger_member_get(cg_ledger *l, const char *member_id, int64_t at_us,
