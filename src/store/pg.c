@@ -766,21 +766,31 @@ static int pg_grant_insert(cg_store *store, const cg_grant *g, cg_err *err) {
     return send_stmt(s, ST_GRANT_INSERT, &p, err);
 }
 
-static int pg_grant_get(cg_store *store, const char *member_id, const char *grant_id,
-                        cg_grant *out, cg_err *err) {
-    pg_store *s = from(store);
+/* One member's object by id (statement binds member_id, object_id): read_row fills out from
+ * the first row; CG_ENOTFOUND names `what` ("grant", "charge") when there is none. */
+static int object_get(pg_store *s, int statement, const char *member_id, const char *object_id,
+                      const char *what, void (*read_row)(const PGresult *, void *), void *out,
+                      cg_err *err) {
     params p = {0};
     p_text(&p, member_id);
-    p_text(&p, grant_id);
+    p_text(&p, object_id);
     PGresult *r;
-    int rc = member_query(s, ST_GRANT_GET, member_id, &p, &r, err);
+    int rc = member_query(s, statement, member_id, &p, &r, err);
     if (rc) return rc;
     bool found = PQntuples(r) > 0;
-    if (found) read_grant(r, 0, out);
+    if (found) read_row(r, out);
     PQclear(r);
     if (found) return CG_OK;
-    return cg_err_set_field(err, CG_ENOTFOUND, "grant", "no grant '%s' for member '%s'",
-                            grant_id, member_id);
+    return cg_err_set_field(err, CG_ENOTFOUND, what, "no %s '%s' for member '%s'", what,
+                            object_id, member_id);
+}
+
+static void read_grant_row(const PGresult *r, void *out) { read_grant(r, 0, out); }
+
+static int pg_grant_get(cg_store *store, const char *member_id, const char *grant_id,
+                        cg_grant *out, cg_err *err) {
+    return object_get(from(store), ST_GRANT_GET, member_id, grant_id, "grant", read_grant_row,
+                      out, err);
 }
 
 static int pg_grants_open(cg_store *store, const char *member_id, cg_grant *out, int max,
@@ -999,21 +1009,12 @@ static int pg_charge_insert(cg_store *store, const cg_charge *c, cg_err *err) {
     return rc;
 }
 
+static void read_charge_row(const PGresult *r, void *out) { read_charge(r, 0, out); }
+
 static int pg_charge_get(cg_store *store, const char *member_id, const char *charge_id,
                          cg_charge *out, cg_err *err) {
-    pg_store *s = from(store);
-    params p = {0};
-    p_text(&p, member_id);
-    p_text(&p, charge_id);
-    PGresult *r;
-    int rc = member_query(s, ST_CHARGE_GET, member_id, &p, &r, err);
-    if (rc) return rc;
-    bool found = PQntuples(r) > 0;
-    if (found) read_charge(r, 0, out);
-    PQclear(r);
-    if (found) return CG_OK;
-    return cg_err_set_field(err, CG_ENOTFOUND, "charge", "no charge '%s' for member '%s'",
-                            charge_id, member_id);
+    return object_get(from(store), ST_CHARGE_GET, member_id, charge_id, "charge",
+                      read_charge_row, out, err);
 }
 
 static int pg_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {

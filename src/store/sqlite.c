@@ -646,22 +646,33 @@ static int sq_grant_insert(cg_store *store, const cg_grant *g, cg_err *err) {
     return exec_done(s, st, err, "insert grant");
 }
 
+/* One member's object by id (statement binds member_id, object_id): read_row fills out from
+ * the row; CG_ENOTFOUND names `what` ("grant", "charge") when there is none. */
+static int object_get(sqlite_store *s, int statement, const char *member_id,
+                      const char *object_id, const char *what,
+                      void (*read_row)(sqlite3_stmt *, void *), void *out, cg_err *err) {
+    sqlite3_stmt *st = stmt(s, statement);
+    bind_text(st, 1, member_id);
+    bind_text(st, 2, object_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) read_row(st, out);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) return CG_OK;
+    if (rc != SQLITE_DONE) {
+        char doing[32];
+        snprintf(doing, sizeof doing, "read %s", what);
+        return db_fail(s, err, doing);
+    }
+    return cg_err_set_field(err, CG_ENOTFOUND, what, "no %s '%s' for member '%s'", what,
+                            object_id, member_id);
+}
+
+static void read_grant_row(sqlite3_stmt *st, void *out) { read_grant(st, out); }
+
 static int sq_grant_get(cg_store *store, const char *member_id, const char *grant_id,
                         cg_grant *out, cg_err *err) {
-    sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_GRANT_GET);
-    bind_text(st, 1, member_id);
-    bind_text(st, 2, grant_id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        read_grant(st, out);
-        sqlite3_reset(st);
-        return CG_OK;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return db_fail(s, err, "read grant");
-    return cg_err_set_field(err, CG_ENOTFOUND, "grant", "no grant '%s' for member '%s'",
-                            grant_id, member_id);
+    return object_get(from(store), ST_GRANT_GET, member_id, grant_id, "grant", read_grant_row,
+                      out, err);
 }
 
 static int sq_grants_open(cg_store *store, const char *member_id, cg_grant *out, int max,
@@ -910,22 +921,12 @@ static int sq_charge_insert(cg_store *store, const cg_charge *c, cg_err *err) {
     return exec_done(s, st, err, "insert charge");
 }
 
+static void read_charge_row(sqlite3_stmt *st, void *out) { read_charge(st, out); }
+
 static int sq_charge_get(cg_store *store, const char *member_id, const char *charge_id,
                          cg_charge *out, cg_err *err) {
-    sqlite_store *s = from(store);
-    sqlite3_stmt *st = stmt(s, ST_CHARGE_GET);
-    bind_text(st, 1, member_id);
-    bind_text(st, 2, charge_id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        read_charge(st, out);
-        sqlite3_reset(st);
-        return CG_OK;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return db_fail(s, err, "read charge");
-    return cg_err_set_field(err, CG_ENOTFOUND, "charge", "no charge '%s' for member '%s'",
-                            charge_id, member_id);
+    return object_get(from(store), ST_CHARGE_GET, member_id, charge_id, "charge",
+                      read_charge_row, out, err);
 }
 
 static int sq_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
