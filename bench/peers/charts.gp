@@ -1,7 +1,7 @@
 # charts.gp — issue 8's charts from the data files report.awk writes (run.sh passes DATA, OUT,
 # MACHINE and REQUESTS): decisions/s of creditgate (blue) and its peer engines (grey), and
-# durable charges/s of creditgate's ledger, Redis and PostgreSQL at 1 and 64 callers. Log
-# scales: the figures span several orders of magnitude.
+# durable charges/s of creditgate's ledger (pairs, and charge calls alone), Redis and PostgreSQL
+# at 1 and 64 callers. Log scales: the figures span several orders of magnitude.
 set terminal pngcairo size 1000,560 font "DejaVu Sans,11" noenhanced
 set grid ytics
 set logscale y 10
