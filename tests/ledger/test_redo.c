@@ -1,16 +1,19 @@
 /* test_redo.c — the redo log of a SQLite ledger (src/store/redo.c, sqlite.c "Long
  * transactions"): calls acknowledged only in the log — the database files do not hold them
  * yet — come back after kill -9; a torn or corrupt record after them is ignored; a database
- * older than its log is refused with an error that says so; and a second process that opened
+ * older than its log is refused with an error that says so; a second process that opened
  * the files while the owner lived takes the log over when the owner dies, replaying it before
- * its own first write. SQLite only. */
+ * its own first write; and its writes while the owner lives wait for the owner's flushes (or
+ * death) and survive with the owner's. SQLite only. */
 #include "ledger_fixture.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #define REDO_MEMBERS 4
 #define REDO_PAIRS 40 /* acknowledged charge+capture pairs, then one charge left held */
@@ -45,12 +48,13 @@ static void populate(char *dsn, size_t bytes) {
     cg_ledger_close(l); /* a clean close commits the files */
 }
 
-/* Child: opens the ledger (never flushing), says so with one byte, waits for one byte back,
- * then acknowledges REDO_PAIRS pairs and one held charge on the pipe, then waits for SIGKILL. */
-static void child_run(const char *dsn, int to_parent, int from_parent) {
+/* Child: opens the ledger (committing its files every flush_ms), says so with one byte, waits
+ * for one byte back, then acknowledges REDO_PAIRS pairs and one held charge on the pipe, then
+ * waits for SIGKILL. */
+static void child_run(const char *dsn, int flush_ms, int to_parent, int from_parent) {
     cg_ledger *l = NULL;
     cg_err err;
-    if (open_ledger(dsn, FLUSH_NEVER_MS, &l, &err)) _exit(2);
+    if (open_ledger(dsn, flush_ms, &l, &err)) _exit(2);
     char byte = 'o';
     if (write(to_parent, &byte, 1) != 1 || read(from_parent, &byte, 1) != 1) _exit(3);
     cg_charge *c = malloc(sizeof *c);
@@ -81,7 +85,7 @@ typedef struct child {
     int from_child, to_child;
 } child;
 
-static child child_start(const char *dsn) {
+static child child_start(const char *dsn, int flush_ms) {
     int up[2], down[2];
     assert_int_equal(pipe(up), 0);
     assert_int_equal(pipe(down), 0);
@@ -90,7 +94,7 @@ static child child_start(const char *dsn) {
     if (ch.pid == 0) {
         close(up[0]);
         close(down[1]);
-        child_run(dsn, up[1], down[0]);
+        child_run(dsn, flush_ms, up[1], down[0]);
     }
     close(up[1]);
     close(down[0]);
@@ -101,10 +105,14 @@ static child child_start(const char *dsn) {
     return ch;
 }
 
-/* Lets the child work, collects its acknowledgements, kills it. */
-static void child_finish(child *ch, ack *acks) {
+/* Lets the child work. */
+static void child_go(child *ch) {
     char byte = 'g';
     assert_int_equal(write(ch->to_child, &byte, 1), 1);
+}
+
+/* Collects the child's acknowledgements, kills it. */
+static void child_kill_after_acks(child *ch, ack *acks) {
     for (int i = 0; i <= REDO_PAIRS; i++)
         assert_int_equal(read(ch->from_child, &acks[i], sizeof acks[i]), (ssize_t)sizeof acks[i]);
     kill(ch->pid, SIGKILL);
@@ -119,8 +127,9 @@ static void child_finish(child *ch, ack *acks) {
  * only in the redo logs. */
 static void crashed_ledger(char *dsn, size_t dsn_bytes, ack *acks) {
     populate(dsn, dsn_bytes);
-    child ch = child_start(dsn);
-    child_finish(&ch, acks);
+    child ch = child_start(dsn, FLUSH_NEVER_MS);
+    child_go(&ch);
+    child_kill_after_acks(&ch, acks);
 }
 
 /* Charges in the shard files as SQLite alone sees them (no replay). */
@@ -254,20 +263,97 @@ static void test_database_older_than_its_log_is_refused(void **state) {
 static void test_second_process_takes_over_when_the_owner_dies(void **state) {
     char dsn[600];
     populate(dsn, sizeof dsn);
-    child ch = child_start(dsn);
+    child ch = child_start(dsn, FLUSH_NEVER_MS);
     /* opened while the child owns the logs: this ledger commits every batch itself */
     cg_ledger *l = NULL;
     cg_err err = {0};
     assert_cg_ok(open_ledger(dsn, FLUSH_NEVER_MS, &l, &err), err);
     *state = l;
     ack acks[REDO_PAIRS + 1];
-    child_finish(&ch, acks);
+    child_go(&ch);
+    child_kill_after_acks(&ch, acks);
     assert_int_equal(charges_in_files(), 0);
     /* its next call replays the dead owner's log first, then sees every acknowledged call */
     assert_acks_present(l, acks);
     cg_charge c = charge_mj(l, "m0", "after-takeover");
     assert_int_equal(c.status, CG_CHARGE_HELD);
     assert_int_equal(charges_in_files(), REDO_PAIRS + 2);
+}
+
+/* The second process's side of the test below: a member of its own, then SECOND_CHARGES
+ * charges, each acknowledged. */
+#define SECOND_CHARGES 10
+
+typedef struct second_writer {
+    cg_ledger *ledger;
+    char first_charge_id[CG_OBJECT_ID_BYTES_MAX];
+    int charged;
+    double elapsed_s;
+} second_writer;
+
+static void *second_writer_main(void *arg) {
+    second_writer *w = arg;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    put_member(w->ledger, "p0", "free", "monthly", T0 - DAY_US, 0);
+    grant_full(w->ledger, "p0", 1000, CG_CATEGORY_PAID, -1, 0, 0);
+    for (int i = 0; i < SECOND_CHARGES; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "second-%d", i);
+        cg_charge c = charge_mj(w->ledger, "p0", key);
+        if (i == 0) snprintf(w->first_charge_id, sizeof w->first_charge_id, "%s", c.charge_id);
+        w->charged++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    w->elapsed_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    return NULL;
+}
+
+/* A second process writes while the owner lives (committing its files every 100 ms) and,
+ * when owner_dies_first, as it dies. Its writes wait for the owner's long transaction to end:
+ * at a flush — for an idle owner at its next sweep, within a second — or at the owner's death,
+ * after which the second process takes the log over and replays it first. None is refused,
+ * none waits out SQLite's 5 s busy timeout, and in the end the owner's acknowledged calls and
+ * the second process's are all there, in one ledger that verifies clean. */
+static void second_process_writes(void **state, bool owner_dies_first) {
+    char dsn[600];
+    populate(dsn, sizeof dsn);
+    child ch = child_start(dsn, 100);
+    cg_ledger *l = NULL;
+    cg_err err = {0};
+    assert_cg_ok(open_ledger(dsn, FLUSH_NEVER_MS, &l, &err), err); /* commits every batch */
+    *state = l;
+    second_writer w = {.ledger = l};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, second_writer_main, &w), 0);
+    child_go(&ch);
+    ack acks[REDO_PAIRS + 1];
+    if (!owner_dies_first) {
+        pthread_join(th, NULL); /* all of it while the owner lives */
+        assert_int_equal(w.charged, SECOND_CHARGES);
+    }
+    child_kill_after_acks(&ch, acks);
+    /* killed right after its last acknowledgement: its last batches are usually in its log
+     * only, and the second process's writes still waiting for the owner's lock */
+    if (owner_dies_first) pthread_join(th, NULL);
+    assert_int_equal(w.charged, SECOND_CHARGES);
+    assert_true(w.elapsed_s < 5);
+    assert_acks_present(l, acks);
+    cg_balance *b = balance_of(l, "p0");
+    assert_int_equal(b->held, 10 * SECOND_CHARGES);
+    assert_int_equal(b->available, 1000 - 10 * SECOND_CHARGES);
+    cg_charge got;
+    assert_cg_ok(cg_ledger_charge_get(l, "p0", w.first_charge_id, &got, &err), err);
+    assert_int_equal(got.status, CG_CHARGE_HELD);
+    assert_verify_clean(l);
+}
+
+static void test_second_process_writes_while_the_owner_lives(void **state) {
+    second_process_writes(state, false);
+}
+
+static void test_second_process_writes_as_the_owner_dies(void **state) {
+    second_process_writes(state, true);
 }
 
 static int redo_teardown(void **state) {
@@ -288,6 +374,9 @@ int main(void) {
         cmocka_unit_test_teardown(test_database_older_than_its_log_is_refused, redo_teardown),
         cmocka_unit_test_teardown(test_second_process_takes_over_when_the_owner_dies,
                                   redo_teardown),
+        cmocka_unit_test_teardown(test_second_process_writes_while_the_owner_lives,
+                                  redo_teardown),
+        cmocka_unit_test_teardown(test_second_process_writes_as_the_owner_dies, redo_teardown),
     };
     return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
 }
