@@ -177,6 +177,12 @@ typedef struct cg_store_ops {
      * ledger at open, before its threads start. A store another process is logging for stays
      * as it was. NULL: every commit writes the store. */
     int (*log_batches)(cg_store *store, int64_t flush_interval_us, cg_err *err);
+    /* After log_batches: commits the store now if batches are held back for the next flush
+     * (the ledger's writer calls it once it has been idle for a tenth of the flush interval),
+     * so that other processes' writes and reads do not wait for the interval. A failed flush
+     * leaves the batches in the log, as at the interval: the next batch replays them first,
+     * or the store has stopped and refuses. NULL: nothing is ever held back. */
+    int (*flush)(cg_store *store, cg_err *err);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */

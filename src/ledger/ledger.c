@@ -268,24 +268,44 @@ static void *syncer_main(void *arg) {
 
 static void *writer_main(void *arg) {
     ledger_shard *l = arg;
+    /* Batches went to the store since it last committed its file: once idle for a tenth of
+     * the flush interval, the writer has it commit them (store.h flush). */
+    bool held_back = false;
+    int64_t idle_flush_us = (int64_t)l->config.flush_interval_ms * 1000 / 10;
+    if (!l->store->ops->flush || !l->config.group_commit) idle_flush_us = 0;
     for (;;) {
         pthread_mutex_lock(&l->mu);
+        bool flush_now = false;
         while (l->ring_count == 0 && !l->stopping) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             int64_t wait_us = l->config.sweep_interval_us > 0 ? l->config.sweep_interval_us
                                                               : SWEEP_INTERVAL_US_DEFAULT;
+            bool flush_due = held_back && idle_flush_us > 0 && idle_flush_us < wait_us;
+            if (flush_due) wait_us = idle_flush_us;
             until.tv_sec += wait_us / 1000000;
             until.tv_nsec += (wait_us % 1000000) * 1000;
             if (until.tv_nsec >= 1000000000) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000;
             }
-            if (pthread_cond_timedwait(&l->not_empty, &l->mu, &until) == ETIMEDOUT) break;
+            if (pthread_cond_timedwait(&l->not_empty, &l->mu, &until) == ETIMEDOUT) {
+                flush_now = flush_due;
+                break;
+            }
         }
         if (l->ring_count == 0 && l->stopping) {
             pthread_mutex_unlock(&l->mu);
             return NULL;
+        }
+        if (flush_now && l->ring_count == 0) {
+            pthread_mutex_unlock(&l->mu);
+            cg_err err = {0};
+            /* Non-zero: the store has stopped, and says why to the next batch (sq_begin); a
+             * flush that merely failed left the batches in its log for that batch to replay. */
+            (void)l->store->ops->flush(l->store, &err);
+            held_back = false;
+            continue;
         }
         int n = l->ring_count < l->config.batch_ops_max ? l->ring_count
                                                          : l->config.batch_ops_max;
@@ -298,6 +318,7 @@ static void *writer_main(void *arg) {
         pthread_mutex_unlock(&l->mu);
         run_batch(l, l->batch, n); /* n == 0: an idle sweep */
         if (n > 0) hand_to_syncer(l, l->batch, n);
+        held_back = true; /* an idle sweep, too, leaves the store's transaction open */
     }
 }
 

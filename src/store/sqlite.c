@@ -489,6 +489,17 @@ static int sq_begin(cg_store *st, cg_err *err) {
     return exec_simple(st, ST_BATCH, err, "begin batch");
 }
 
+/* The long transaction's flush, due or asked for. On failure the batches stay in the log and
+ * the next batch replays them first (sq_begin), unless the store has stopped (fail_stop). */
+static void flush_or_replay_later(sqlite_store *s) {
+    cg_err why = {0};
+    if (flush_to_file(s, &why) && !s->failed) {
+        if (!sqlite3_get_autocommit(s->db)) exec_simple(&s->base, ST_ROLLBACK, NULL, "rollback");
+        s->txn_open = false;
+        s->replay_due = true;
+    }
+}
+
 static int sq_commit(cg_store *st, cg_err *err) {
     sqlite_store *s = from(st);
     if (!s->long_txn) return exec_simple(st, ST_COMMIT, err, "commit");
@@ -507,13 +518,18 @@ static int sq_commit(cg_store *st, cg_err *err) {
     if (mono_us() - s->txn_began_us < s->flush_interval_us &&
         redo_bytes(s->redo) < REDO_LOG_BYTES_MAX)
         return CG_OK;
-    cg_err why = {0};
-    if (flush_to_file(s, &why) && !s->failed) { /* the batch is in the log all the same */
-        if (!sqlite3_get_autocommit(s->db)) exec_simple(st, ST_ROLLBACK, NULL, "rollback");
-        s->txn_open = false;
-        s->replay_due = true;
-    }
+    flush_or_replay_later(s); /* the batch is in the log all the same */
     return CG_OK;
+}
+
+/* store.h flush: the long transaction committed now, between batches. */
+static int sq_flush(cg_store *st, cg_err *err) {
+    sqlite_store *s = from(st);
+    if (!s->long_txn || !s->txn_open || s->failed) return CG_OK;
+    flush_or_replay_later(s);
+    if (!s->failed) return CG_OK;
+    if (err) *err = s->failure;
+    return s->failure.code;
 }
 
 static int sq_rollback(cg_store *st, cg_err *err) {
@@ -1513,6 +1529,7 @@ static const cg_store_ops sqlite_ops = {
     .count_held = sq_count_held,
     .cache_bytes = sq_cache_bytes,
     .cache_bound = sq_cache_bound,
+    .flush = sq_flush,
     .log_batches = sq_log_batches,
 };
 
