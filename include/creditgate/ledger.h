@@ -324,12 +324,14 @@ int cg_ledger_refund(cg_ledger *ledger, const cg_settle_input *in, cg_charge *ou
                      bool *replayed, cg_err *err);
 
 /* Asynchronous forms of charge, capture, release and refund, for an event loop or any caller
- * that must not park a thread per call in flight (bench/ledger --async). CG_OK: the call is queued and done(ctx, rc, err)
- * will be called exactly once, from one of the ledger's threads, when it is durable or
- * refused — rc and err as the blocking form would have returned them; until then in (and the
- * strings it points to), out and replayed must stay valid, and done must not call the ledger.
- * Non-zero (and *err): nothing was queued (the ledger is closing) and done is not called.
- * Waiting for room in a full queue may block. */
+ * that must not park a thread per call in flight (bench/ledger --async). CG_OK: the call is
+ * queued and done(ctx, rc, err) will be called exactly once, from one of the ledger's threads,
+ * when it is durable or refused — rc and err as the blocking form would have returned them
+ * (without group commit there is no such thread: the call is applied, and done called, on the
+ * caller's thread before this returns). Until done, in (and the strings it points to), out and
+ * replayed must stay valid; done must not call the ledger. Non-zero (and *err): nothing was
+ * queued (the ledger is closing) and done is not called. Waiting for room in a full queue may
+ * block. cg_ledger_close completes every queued call before it returns. */
 typedef void (*cg_ledger_done_fn)(void *ctx, int rc, const cg_err *err);
 int cg_ledger_charge_async(cg_ledger *ledger, const cg_charge_input *in, cg_charge *out,
                            bool *replayed, cg_ledger_done_fn done, void *ctx, cg_err *err);
