@@ -264,6 +264,10 @@ typedef struct field_spec {
     const struct field_spec *sub;   /* F_OBJ: its fields, terminated by name NULL */
 } field_spec;
 
+/* The `agent` object of a quote or a charge body (routes_core.c): {model, kind, prompt}. */
+enum { AGENT_MODEL, AGENT_KIND, AGENT_PROMPT };
+extern const field_spec agent_fields[];
+
 /* Parses the body as one JSON object checked against spec: malformed JSON, too deep, unknown
  * fields, wrong types, out-of-range numbers, too-long strings all fail naming the field.
  * An empty body is `{}`. */

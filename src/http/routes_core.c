@@ -96,7 +96,6 @@ int h_openapi(req *r) {
 
 /* Indices into the field tables, so the handler reads the flat table (body_fields) by name. */
 enum { M_PLAN, M_BILLING, M_JOINED };
-enum { A_MODEL, A_KIND, A_PROMPT };
 enum { Q_MEMBER, Q_MEMBER_ID, Q_MODEL, Q_VARIANT, Q_COUNT, Q_AT, Q_AGENT, Q_LANG };
 
 static const field_spec member_fields[] = {
@@ -106,10 +105,10 @@ static const field_spec member_fields[] = {
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
-static const field_spec agent_fields[] = {
-    [A_MODEL] = {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
-    [A_KIND] = {"kind", F_STR, true, false, 1, 16, NULL},
-    [A_PROMPT] = {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
+const field_spec agent_fields[] = {
+    [AGENT_MODEL] = {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
+    [AGENT_KIND] = {"kind", F_STR, true, false, 1, 16, NULL},
+    [AGENT_PROMPT] = {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
@@ -167,9 +166,9 @@ static int quote_input(req *r, const body_fields *body, cg_quote_input *in, cg_m
     int status;
     if (at && (status = parse_instant(r, "at", at, &in->at_us))) return status;
     if (bf_object(body, Q_AGENT)) {
-        in->agent_model = bf_str(body, Q_AGENT, A_MODEL);
-        in->agent_kind = bf_str(body, Q_AGENT, A_KIND);
-        in->prompt = bf_str(body, Q_AGENT, A_PROMPT);
+        in->agent_model = bf_str(body, Q_AGENT, AGENT_MODEL);
+        in->agent_kind = bf_str(body, Q_AGENT, AGENT_KIND);
+        in->prompt = bf_str(body, Q_AGENT, AGENT_PROMPT);
     }
     if (!in->model && !in->agent_model)
         return fail(r, 400, "missing_field", "model", "model is required (unless agent.kind is video)");

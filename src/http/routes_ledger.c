@@ -282,15 +282,7 @@ int h_member_charges(req *r) {
 
 /* Indices into the field tables: the charge handler reads the flat table (body_fields), which
  * the fast scanner fills for the common body and jansson for the rest. */
-enum { A_MODEL, A_KIND, A_PROMPT };
 enum { C_MEMBER_ID, C_MODEL, C_VARIANT, C_COUNT, C_AT, C_AGENT };
-
-static const field_spec agent_fields[] = {
-    [A_MODEL] = {"model", F_STR, true, false, 1, CG_ID_BYTES_MAX - 1, NULL},
-    [A_KIND] = {"kind", F_STR, true, false, 1, 16, NULL},
-    [A_PROMPT] = {"prompt", F_STR, false, true, 0, CG_PROMPT_BYTES_MAX - 1, NULL},
-    {NULL, 0, false, false, 0, 0, NULL},
-};
 
 static const field_spec charge_fields[] = {
     [C_MEMBER_ID] = {"member_id", F_STR, true, false, 1, CG_HTTP_ID_BYTES_MAX - 1, NULL},
@@ -324,9 +316,9 @@ static int charge_input(req *r, const body_fields *body, cg_charge_input *in, ch
     const char *at = bf_str(body, C_AT, -1);
     if (at && (status = parse_instant(r, "at", at, &in->at_us))) return status;
     if (bf_object(body, C_AGENT)) {
-        in->agent_model = bf_str(body, C_AGENT, A_MODEL);
-        in->agent_kind = bf_str(body, C_AGENT, A_KIND);
-        in->prompt = bf_str(body, C_AGENT, A_PROMPT);
+        in->agent_model = bf_str(body, C_AGENT, AGENT_MODEL);
+        in->agent_kind = bf_str(body, C_AGENT, AGENT_KIND);
+        in->prompt = bf_str(body, C_AGENT, AGENT_PROMPT);
     }
     if (!in->model && !in->agent_model)
         return fail(r, 400, "missing_field", "model", "model is required (unless agent.kind is video)");

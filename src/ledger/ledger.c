@@ -700,7 +700,7 @@ static int call_async(cg_ledger *l, const char *member_id, ledger_op_kind kind, 
         done(ctx, rc, &e);
         return CG_OK;
     }
-    ledger_op *op = calloc(1, sizeof *op);
+    ledger_op *op = malloc(sizeof *op);
     if (!op) return cg_err_set(err, CG_ENOMEM, "out of memory queueing a ledger call");
     *op = (ledger_op){.kind = kind, .in = in, .out = out, .replayed = replayed, .done_fn = done,
                       .done_ctx = ctx};
