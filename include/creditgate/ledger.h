@@ -78,7 +78,8 @@ typedef enum cg_charge_status {
 typedef enum cg_journal_kind {
     CG_JOURNAL_GRANT = 0, /* +remaining */
     CG_JOURNAL_HOLD,      /* +held */
-    CG_JOURNAL_CAPTURE,   /* -remaining -held */
+    CG_JOURNAL_CAPTURE,   /* -remaining, and -held when it settles a hold (a charge captured
+                             at once, cg_charge_input.capture, never held: -remaining only) */
     CG_JOURNAL_RELEASE,   /* -held (also for expired holds) */
     CG_JOURNAL_REFUND,    /* +remaining (on the source grant or a new refund grant) */
     CG_JOURNAL_EXPIRY,    /* -remaining: unspent credits of a grant past its expiry */
@@ -292,9 +293,12 @@ typedef struct cg_charge_input {
     const char *agent_model;
     const char *agent_kind;
     const char *prompt;
+    bool capture;                /* settle at once: quote + spend, no hold to capture or release
+                                    (a fixed fee, e.g. the agent's conversation credits); the
+                                    charge is `captured` and may be refunded like any other */
 } cg_charge_input;
 
-/* Quote + hold in one step. Records the request, items (with benefit and English reason) and
+/* Quote + hold in one step (quote + spend with in->capture). Records the request, items (with benefit and English reason) and
  * policy version, also for a 0-credit (unlimited) charge. Spending order: priority, then
  * soonest expiry (non-expiring last), then promotional before paid, then oldest.
  * CG_EINSUFFICIENT holds nothing; out->credits / out->credits_available say needed/available. */

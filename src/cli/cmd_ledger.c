@@ -24,6 +24,7 @@ typedef struct ledger_flags {
     const char *policies[CLI_POLICY_FILES_MAX];
     int policy_count;
     bool json;
+    bool capture; /* charge --capture: quote + spend at once */
     char key_buf[48];
     /* resolved */
     int32_t utc_offset_s;
@@ -40,6 +41,7 @@ static const char usage_text[] =
     "                        [--category paid|promotional] [--priority 0-100] [--starts T] [--expires T] [--note TEXT]\n"
     "       creditgate charge --member ID --model NAME [--variant V] [--count N] [--at T]\n"
     "                         [--agent-model lite|standard|soul --kind image|video] [--prompt TEXT]\n"
+    "                         [--capture]   (settle at once: no hold to capture or release)\n"
     "       creditgate capture --member ID --charge ID [--credits N]\n"
     "       creditgate release --member ID --charge ID\n"
     "       creditgate refund  --member ID --charge ID [--credits N] [--reason TEXT]\n"
@@ -60,7 +62,8 @@ static int parse(int argc, char **argv, ledger_flags *f, cg_err *err) {
         {"charge", 1, 0, 'C'}, {"model", 1, 0, 'M'}, {"variant", 1, 0, 'v'},
         {"count", 1, 0, 'N'}, {"agent-model", 1, 0, 'A'}, {"kind", 1, 0, 'K'},
         {"prompt", 1, 0, 'T'}, {"reason", 1, 0, 'r'}, {"after", 1, 0, 'f'},
-        {"limit", 1, 0, 'l'}, {"before", 1, 0, 'B'}, {"policy", 1, 0, 'y'}, {"json", 0, 0, 'J'}, {"help", 0, 0, 'h'},
+        {"limit", 1, 0, 'l'}, {"before", 1, 0, 'B'}, {"policy", 1, 0, 'y'}, {"json", 0, 0, 'J'},
+        {"capture", 0, 0, 'X'}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     f->db = CLI_DEFAULT_DB;
     opterr = 0;
@@ -94,6 +97,7 @@ static int parse(int argc, char **argv, ledger_flags *f, cg_err *err) {
         case 'f': f->after = optarg; break;
         case 'l': f->limit = optarg; break;
         case 'B': f->before = optarg; break;
+        case 'X': f->capture = true; break;
         case 'y':
             if (f->policy_count >= CLI_POLICY_FILES_MAX)
                 return cg_err_set(err, CG_EINVAL, "too many --policy files");
@@ -351,6 +355,7 @@ static int charge_inputs(ledger_flags *f, cg_charge_input *in, cg_err *err) {
     in->agent_model = f->agent_model;
     in->agent_kind = f->kind;
     in->prompt = f->prompt;
+    in->capture = f->capture;
     if (!rc && f->count) rc = parse_int(f->count, "count", 1, CG_COUNT_MAX, &in->count, err);
     return rc;
 }

@@ -282,7 +282,7 @@ int h_member_charges(req *r) {
 
 /* Indices into the field tables: the charge handler reads the flat table (body_fields), which
  * the fast scanner fills for the common body and jansson for the rest. */
-enum { C_MEMBER_ID, C_MODEL, C_VARIANT, C_COUNT, C_AT, C_AGENT };
+enum { C_MEMBER_ID, C_MODEL, C_VARIANT, C_COUNT, C_AT, C_AGENT, C_CAPTURE };
 
 static const field_spec charge_fields[] = {
     [C_MEMBER_ID] = {"member_id", F_STR, true, false, 1, CG_HTTP_ID_BYTES_MAX - 1, NULL},
@@ -291,6 +291,7 @@ static const field_spec charge_fields[] = {
     [C_COUNT] = {"count", F_INT, false, false, 1, CG_COUNT_MAX, NULL},
     [C_AT] = {"at", F_STR, false, true, 1, CG_RFC3339_TEXT_BYTES - 1, NULL},
     [C_AGENT] = {"agent", F_OBJ, false, true, 0, 0, agent_fields},
+    [C_CAPTURE] = {"capture", F_BOOL, false, true, 0, 0, NULL},
     {NULL, 0, false, false, 0, 0, NULL},
 };
 
@@ -298,7 +299,8 @@ static void count_charge(req *r, const cg_charge *c) {
     for (int i = 0; i < c->item_count; i++)
         metrics_decision(&r->srv->metrics, c->items[i].model, c->items[i].benefit, c->items[i].unlimited);
     metrics_charge(&r->srv->metrics, c->item_count ? c->items[0].model : "", c->credits);
-    if (c->credits > 0) atomic_fetch_add(&r->srv->metrics.holds_outstanding, 1);
+    if (c->credits > 0 && c->status == CG_CHARGE_HELD)
+        atomic_fetch_add(&r->srv->metrics.holds_outstanding, 1);
 }
 
 static int charge_input(req *r, const body_fields *body, cg_charge_input *in, char *key_buf,
@@ -315,6 +317,8 @@ static int charge_input(req *r, const body_fields *body, cg_charge_input *in, ch
     in->count = bf_int(body, C_COUNT, -1, 1);
     const char *at = bf_str(body, C_AT, -1);
     if (at && (status = parse_instant(r, "at", at, &in->at_us))) return status;
+    const body_value *capture = bf_value(body, C_CAPTURE, -1);
+    in->capture = capture->present && !capture->null && capture->flag;
     if (bf_object(body, C_AGENT)) {
         in->agent_model = bf_str(body, C_AGENT, AGENT_MODEL);
         in->agent_kind = bf_str(body, C_AGENT, AGENT_KIND);

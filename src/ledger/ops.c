@@ -366,6 +366,7 @@ static void charge_hash(const cg_charge_input *in, uint8_t hash[16]) {
     hash_text(&h, in->agent_model);
     hash_text(&h, in->agent_kind);
     hash_text(&h, in->prompt);
+    if (in->capture) hash_int(&h, 1); /* only then: keys stored before `capture` still match */
     hash_final(&h, hash);
 }
 
@@ -403,8 +404,10 @@ static int charge_quote(ledger_shard *l, const cg_charge_input *in, int64_t at_u
     return CG_OK;
 }
 
-/* Reserves c->credits from the member's live grants in spending order. */
-static int charge_hold(ledger_shard *l, cg_charge *c, journal *j, int64_t now_us, cg_err *err) {
+/* Reserves c->credits from the member's live grants in spending order, or with `spend`
+ * takes them at once (a charge captured in the same call: one capture entry per grant). */
+static int charge_hold(ledger_shard *l, cg_charge *c, bool spend, journal *j, int64_t now_us,
+                       cg_err *err) {
     cg_grant *g = l->scratch_grants;
     int count = 0;
     int rc = lg_grants_open(l, c->member_id, g, CG_MEMBER_GRANTS_MAX, &count, err);
@@ -431,14 +434,25 @@ static int charge_hold(ledger_shard *l, cg_charge *c, journal *j, int64_t now_us
         p->source = g[i].source;
         p->category = g[i].category;
         p->held = take;
-        g[i].held += take;
+        if (spend) {
+            p->captured = take;
+            g[i].remaining -= take;
+        } else {
+            g[i].held += take;
+        }
         need -= take;
         rc = lg_grant_update(l, &g[i], false, err);
-        if (!rc) rc = journal_add(j, CG_JOURNAL_HOLD, g[i].grant_id, c->charge_id, 0, take, "",
-                                  err);
+        if (!rc && spend)
+            rc = journal_add(j, CG_JOURNAL_CAPTURE, g[i].grant_id, c->charge_id, -take, 0, "",
+                             err);
+        else if (!rc)
+            rc = journal_add(j, CG_JOURNAL_HOLD, g[i].grant_id, c->charge_id, 0, take, "", err);
     }
     assert(rc || need == 0);
-    c->held = c->credits;
+    if (spend)
+        c->captured = c->credits;
+    else
+        c->held = c->credits;
     return rc;
 }
 
@@ -466,14 +480,15 @@ static int op_charge(ledger_shard *l, ledger_op *op, int64_t now_us) {
     }
     if ((rc = charge_quote(l, in, in->at_us ? in->at_us : now_us, c, &op->err))) return rc;
     copy(c->charge_id, sizeof c->charge_id, charge_id);
-    c->status = CG_CHARGE_HELD;
+    c->status = in->capture ? CG_CHARGE_CAPTURED : CG_CHARGE_HELD;
     c->created_at_us = now_us;
     c->expires_at_us += now_us;
+    if (in->capture) c->settled_at_us = now_us;
     journal j = {.ledger = l, .store = s, .member_id = in->member_id, .now_us = now_us};
-    if ((rc = charge_hold(l, c, &j, now_us, &op->err))) return rc;
+    if ((rc = charge_hold(l, c, in->capture, &j, now_us, &op->err))) return rc;
     if ((rc = s->ops->charge_insert(s, c, &op->err))) return rc;
     if ((rc = idem_end(s, &ic, &op->err))) return rc;
-    l->holds_delta++;
+    if (!in->capture) l->holds_delta++;
     return CG_OK;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_ledger_cli.sh — drives the ledger commands of the real `creditgate` binary on a fresh
-# database file: member put/get, grant, charge (and its replay / conflict / refusal), capture,
-# release, refund, balance, history, charges, ledger verify, with --json, and checks exit codes.
+# database file: member put/get, grant, charge (and its replay / conflict / refusal, and with
+# --capture), capture, release, refund, balance, history, charges, ledger verify, with --json,
+# and checks exit codes.
 # Exits non-zero on the first failure. Run from the repository root (tests/run.sh does).
 set -u
 BUILD=${BUILD:-build}
@@ -96,6 +97,23 @@ run 2 charges --member alice --before garbage
 run 2 charges --member nobody
 run 0 ledger verify --json
 expect "verify ok" "$(field ok)" True
+
+# charge --capture: quote + spend in one call, nothing left to capture or release
+run 0 member put --member carol --plan free --billing monthly --joined 2026-03-01
+run 0 grant --member carol --credits 50
+run 0 charge --member carol --model midjourney --capture --idempotency-key cc1 --json
+ch3=$(field charge_id)
+expect "captured at once" "$(field status)" captured
+expect "captured credits" "$(field captured)" 10
+run 0 charge --member carol --model midjourney --capture --idempotency-key cc1 --json
+expect "capture replay" "$(field charge_id)" "$ch3"
+run 1 charge --member carol --model midjourney --idempotency-key cc1 --json
+expect "capture is part of the request" "$(field error.code)" conflict
+run 1 capture --member carol --charge "$ch3"
+run 0 balance --member carol --json
+expect "spent at once" "$(field available)" 40
+expect "nothing held" "$(field held)" 0
+run 0 ledger verify
 
 # tamper with a balance (in every shard file): verify must notice and exit non-zero
 python3 - "$DB" <<'EOF'

@@ -864,6 +864,58 @@ static void test_metrics_holds_outstanding_follows_the_ledger(void **state) {
     assert_int_equal(metric_value("creditgate_holds_outstanding"), before);
 }
 
+/* "capture": true settles in the same call: 201 captured, nothing held or counted as an open
+ * hold, capture/release refused, refund as usual; a non-boolean capture is a 400 naming it. */
+static void test_charge_with_capture(void **state) {
+    (void)state;
+    put_member("c5", "plus", "monthly", "2025-11-25");
+    grant("c5", 100);
+    long long holds = metric_value("creditgate_holds_outstanding");
+    const char *body = "{\"member_id\":\"c5\",\"model\":\"midjourney\",\"capture\":true}";
+    tc_response r = tc_request(port, "POST", "/v1/charges", service, "Idempotency-Key: c5-a\r\n", body);
+    assert_non_null(strstr(r.body, "\"status\":\"captured\""));
+    assert_non_null(strstr(r.body, "\"captured\":10"));
+    char id[64], path[160];
+    charge_id(&r, id, sizeof id);
+    expect(&r, 201, NULL);
+    r = tc_request(port, "POST", "/v1/charges", service, "Idempotency-Key: c5-a\r\n", body);
+    assert_true(tc_has_header(&r, "Idempotent-Replayed: true"));
+    char again[64];
+    charge_id(&r, again, sizeof again);
+    assert_string_equal(id, again);
+    expect(&r, 201, NULL);
+    /* the same key without capture is another request */
+    r = tc_request(port, "POST", "/v1/charges", service, "Idempotency-Key: c5-a\r\n",
+                   "{\"member_id\":\"c5\",\"model\":\"midjourney\",\"capture\":false}");
+    expect(&r, 409, NULL);
+    r = tc_request(port, "GET", "/v1/members/c5/balance", service, NULL, NULL);
+    assert_non_null(strstr(r.body, "\"available\":90"));
+    assert_non_null(strstr(r.body, "\"held\":0"));
+    expect(&r, 200, NULL);
+    assert_int_equal(metric_value("creditgate_holds_outstanding"), holds);
+    snprintf(path, sizeof path, "/v1/charges/%s/capture", id);
+    r = tc_request(port, "POST", path, service, NULL, "{\"member_id\":\"c5\"}");
+    expect(&r, 409, NULL);
+    snprintf(path, sizeof path, "/v1/charges/%s/release", id);
+    r = tc_request(port, "POST", path, service, NULL, "{\"member_id\":\"c5\"}");
+    expect(&r, 409, NULL);
+    snprintf(path, sizeof path, "/v1/charges/%s/refund", id);
+    r = tc_request(port, "POST", path, admin, NULL, "{\"member_id\":\"c5\",\"reason\":\"failed\"}");
+    assert_non_null(strstr(r.body, "\"refunded\":10"));
+    expect(&r, 200, NULL);
+    /* null is the default (a hold); anything but a boolean is refused, naming the field */
+    r = tc_request(port, "POST", "/v1/charges", service, NULL,
+                   "{\"member_id\":\"c5\",\"capture\":null,\"model\":\"midjourney\"}");
+    assert_non_null(strstr(r.body, "\"status\":\"held\""));
+    expect(&r, 201, NULL);
+    r = tc_request(port, "POST", "/v1/charges", service, NULL,
+                   "{\"member_id\":\"c5\",\"model\":\"midjourney\",\"capture\":\"yes\"}");
+    expect(&r, 400, "capture");
+    r = tc_request(port, "POST", "/v1/charges", service, NULL,
+                   "{\"member_id\":\"c5\",\"model\":\"midjourney\",\"capture\":1}");
+    expect(&r, 400, "capture");
+}
+
 /* ---- reload ------------------------------------------------------------------------------ */
 
 static void rewrite_policy(const char *from, const char *to) {
@@ -1063,6 +1115,7 @@ int main(void) {
         cmocka_unit_test(test_member_routes),
         cmocka_unit_test(test_charge_lifecycle),
         cmocka_unit_test(test_charge_release_and_unlimited),
+        cmocka_unit_test(test_charge_with_capture),
         cmocka_unit_test(test_member_charges_lists_unlimited_and_charged),
         cmocka_unit_test(test_charge_insufficient_402),
         cmocka_unit_test(test_metrics_count_decisions_and_charges),

@@ -1,5 +1,5 @@
 /* test_charges.c — every state transition of a charge (held → captured → refunded, held →
- * released, held → expired) and every refusal: capture twice, release after capture, refund
+ * released, held → expired, captured at once → refunded) and every refusal: capture twice, release after capture, refund
  * more than captured, unknown charge, insufficient credits. Backend from CG_TEST_DB. */
 #include "ledger_fixture.h"
 
@@ -297,6 +297,117 @@ static void test_expired_hold_backlog_drains(void **state) {
     assert_verify_clean(l);
 }
 
+/* ---- a charge with capture: quote + spend in one call ---- */
+
+static int charge_capture_try(cg_ledger *l, const char *member, const char *key,
+                              const char *model, const char *variant, bool capture,
+                              cg_charge *out, bool *replayed, cg_err *err) {
+    cg_charge_input in = {.member_id = member, .idempotency_key = key, .model = model,
+                          .variant = variant, .capture = capture};
+    return cg_ledger_charge(l, &in, out, replayed, err);
+}
+
+static int64_t holds_open(cg_ledger *l);
+
+/* Spends across two grants in spending order, at once: captured, nothing held, one capture
+ * entry per grant (−remaining, no held), no hold entry; capture and release are refused;
+ * refund returns each share to its grant; the hold TTL passing changes nothing. */
+static void test_charge_with_capture_spends_at_once(void **state) {
+    cg_ledger *l = *state;
+    put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
+    cg_grant promo = grant_full(l, "m1", 4, CG_CATEGORY_PROMO, -1, 0, T0 + DAY_US);
+    cg_grant paid = grant_simple(l, "m1", 100);
+    cg_charge c, done;
+    bool replayed = false;
+    cg_err err = {0};
+    assert_cg_ok(charge_capture_try(l, "m1", "k1", "midjourney", NULL, true, &c, &replayed,
+                                    &err), err);
+    assert_false(replayed);
+    assert_int_equal(c.status, CG_CHARGE_CAPTURED);
+    assert_int_equal(c.credits, 10);
+    assert_int_equal(c.captured, 10);
+    assert_int_equal(c.held, 0);
+    assert_int_equal(c.settled_at_us, T0);
+    assert_int_equal(c.part_count, 2);
+    assert_string_equal(c.parts[0].grant_id, promo.grant_id);
+    assert_int_equal(c.parts[0].held, 4);
+    assert_int_equal(c.parts[0].captured, 4);
+    assert_string_equal(c.parts[1].grant_id, paid.grant_id);
+    assert_int_equal(c.parts[1].captured, 6);
+    cg_balance *b = balance_of(l, "m1");
+    assert_int_equal(b->available, 94);
+    assert_int_equal(b->held, 0);
+    assert_true(holds_open(l) <= 0); /* -1: not counted (a shared PostgreSQL database) */
+    /* stored as returned */
+    cg_charge got;
+    assert_cg_ok(cg_ledger_charge_get(l, "m1", c.charge_id, &got, &err), err);
+    assert_int_equal(got.status, CG_CHARGE_CAPTURED);
+    assert_int_equal(got.captured, 10);
+    assert_int_equal(got.parts[1].captured, 6);
+    /* the journal: two grants, then one capture per grant and no hold */
+    cg_journal_entry page[8];
+    int n = 0;
+    int64_t next = 0;
+    assert_cg_ok(cg_ledger_history(l, "m1", 0, 8, page, &n, &next, &err), err);
+    assert_int_equal(n, 4);
+    for (int i = 2; i < 4; i++) {
+        assert_int_equal(page[i].kind, CG_JOURNAL_CAPTURE);
+        assert_int_equal(page[i].delta_held, 0);
+        assert_string_equal(page[i].charge_id, c.charge_id);
+    }
+    assert_int_equal(page[2].delta_remaining, -4);
+    assert_int_equal(page[3].delta_remaining, -6);
+    /* nothing to settle */
+    assert_int_equal(settle_try(l, 'c', "m1", c.charge_id, "k2", -1, &done, &err), CG_ESTATE);
+    assert_int_equal(settle_try(l, 'r', "m1", c.charge_id, "k3", -1, &done, &err), CG_ESTATE);
+    /* the hold TTL (900 s) passing: still captured, still spent */
+    fx_now_us = T0 + 2 * 900 * CG_US_PER_S;
+    assert_cg_ok(cg_ledger_charge_get(l, "m1", c.charge_id, &got, &err), err);
+    assert_int_equal(got.status, CG_CHARGE_CAPTURED);
+    assert_int_equal(balance_of(l, "m1")->available, 94);
+    /* refund: latest-spent first, back to each source grant */
+    assert_cg_ok(settle_try(l, 'f', "m1", c.charge_id, "k4", 7, &done, &err), err);
+    assert_int_equal(done.refunded, 7);
+    assert_int_equal(done.parts[1].refunded, 6);
+    assert_int_equal(done.parts[0].refunded, 1);
+    assert_int_equal(balance_of(l, "m1")->available, 101);
+    assert_verify_clean(l);
+}
+
+/* The key covers `capture`: a retry replays; the same key without capture is another request;
+ * a hold and a spend with different keys are independent. Insufficient spends nothing, and
+ * an unlimited generation is recorded captured at 0 credits. */
+static void test_charge_with_capture_is_idempotent_and_refuses_like_a_hold(void **state) {
+    cg_ledger *l = *state;
+    put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
+    grant_simple(l, "m1", 15);
+    cg_charge c, again;
+    bool replayed = false;
+    cg_err err = {0};
+    assert_cg_ok(charge_capture_try(l, "m1", "k1", "midjourney", NULL, true, &c, &replayed,
+                                    &err), err);
+    assert_cg_ok(charge_capture_try(l, "m1", "k1", "midjourney", NULL, true, &again, &replayed,
+                                    &err), err);
+    assert_true(replayed);
+    assert_string_equal(again.charge_id, c.charge_id);
+    assert_int_equal(again.status, CG_CHARGE_CAPTURED);
+    assert_int_equal(balance_of(l, "m1")->available, 5);
+    assert_int_equal(charge_capture_try(l, "m1", "k1", "midjourney", NULL, false, &again,
+                                        &replayed, &err), CG_ECONFLICT);
+    assert_int_equal(charge_capture_try(l, "m1", "k2", "midjourney", NULL, true, &again,
+                                        &replayed, &err), CG_EINSUFFICIENT);
+    assert_int_equal(again.credits_available, 5);
+    assert_int_equal(balance_of(l, "m1")->available, 5);
+    put_member(l, "m2", "premium", "monthly", T0 - DAY_US, 0);
+    assert_cg_ok(charge_capture_try(l, "m2", "k1", "gpt-image-2.0", "low", true, &again,
+                                    &replayed, &err), err);
+    assert_int_equal(again.status, CG_CHARGE_CAPTURED);
+    assert_int_equal(again.credits, 0);
+    assert_int_equal(again.part_count, 0);
+    assert_true(again.items[0].unlimited);
+    assert_verify_clean(l);
+}
+
 static int64_t holds_open(cg_ledger *l) {
     cg_ledger_stats st;
     cg_ledger_stats_get(l, &st);
@@ -480,6 +591,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hold_capturable_just_before_ttl, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_hold_released_automatically_at_ttl, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_expired_hold_backlog_drains, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_charge_with_capture_spends_at_once, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_charge_with_capture_is_idempotent_and_refuses_like_a_hold, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_open_holds, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_set_engine_applies_to_the_next_call, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_uses_member_state_at_instant_of_use, fx_setup, fx_teardown),
