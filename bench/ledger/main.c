@@ -22,6 +22,10 @@
  * --charges-only: each caller makes charge calls alone (durable holds, never captured), to
  * compare with peers whose one call is a charge (bench/peers: Redis, PostgreSQL).
  *
+ * --capture-at-once: each caller makes charges with capture (quote + spend in one durable
+ * call, final, cg_charge_input.capture): what the peers' one call does — check, decrement,
+ * journal — with creditgate's decision, idempotency key and charge record on top.
+ *
  * --async: in the group commit runs, N callers are N pairs in flight from one thread through
  * cg_ledger_charge_async / cg_ledger_capture_async instead of N threads each blocked in its
  * call (the naive baseline keeps its threads).
@@ -62,6 +66,7 @@ typedef struct bench_opts {
     double seconds;
     int64_t pairs; /* 0: as many as fit in seconds */
     bool charges_only; /* --charges-only: a "pair" is the charge call alone (a durable hold) */
+    bool at_once;      /* --capture-at-once: a "pair" is one charge with capture (a spend) */
     int cache_mb;      /* --cache-mb: cg_ledger_config.page_cache_mb (0: its default) */
     bool async;        /* --async: group commit's callers are calls in flight from one thread */
     int callers[8];
@@ -79,6 +84,7 @@ typedef struct caller {
     cg_ledger *ledger;
     int id;
     bool charges_only;
+    bool at_once;
     int64_t members;
     uint64_t rng;
     double until_s;
@@ -165,12 +171,13 @@ static int one_pair(caller *c, int64_t n) {
     snprintf(cap, sizeof cap, "c%d-%" PRId64 "-cap", c->id, n);
     static __thread cg_charge ch;
     cg_err err;
-    cg_charge_input in = {.member_id = id, .idempotency_key = key, .model = "midjourney"};
+    cg_charge_input in = {.member_id = id, .idempotency_key = key, .model = "midjourney",
+                          .capture = c->at_once};
     if (cg_ledger_charge(c->ledger, &in, &ch, NULL, &err)) {
         fprintf(stderr, "charge: %s\n", err.msg);
         return -1;
     }
-    if (c->charges_only) return 0;
+    if (c->charges_only || c->at_once) return 0;
     cg_settle_input s = {.member_id = id, .charge_id = ch.charge_id, .idempotency_key = cap,
                          .credits = -1};
     if (cg_ledger_capture(c->ledger, &s, &ch, NULL, &err)) {
@@ -242,7 +249,7 @@ static int async_charge(cg_ledger *l, async_slot *slot, caller *c, int64_t n) {
     snprintf(slot->key, sizeof slot->key, "a%d-%" PRId64, slot->index, n);
     snprintf(slot->cap, sizeof slot->cap, "a%d-%" PRId64 "-cap", slot->index, n);
     slot->charge = (cg_charge_input){.member_id = slot->member, .idempotency_key = slot->key,
-                                     .model = "midjourney"};
+                                     .model = "midjourney", .capture = c->at_once};
     slot->capturing = false;
     slot->t0 = now_s();
     cg_err err;
@@ -283,7 +290,7 @@ static void drive_async(cg_ledger *l, caller *c, int in_flight) {
         for (int j = 0; j < k; j++) {
             async_slot *slot = &slots[taken[j]];
             int rc = slot->rc;
-            if (!rc && !slot->capturing && !c->charges_only) {
+            if (!rc && !slot->capturing && !c->charges_only && !c->at_once) {
                 if (async_capture(l, slot) == 0) continue;
                 rc = -1;
             }
@@ -343,7 +350,7 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     int64_t disk_start = disk_write_bytes();
     for (int i = 0; i < callers; i++) {
         cs[i] = (caller){.ledger = l, .id = i, .members = o->members,
-                         .charges_only = o->charges_only,
+                         .charges_only = o->charges_only, .at_once = o->at_once,
                          .rng = seed * 7919 + (uint64_t)i * 104729 + 1,
                          .until_s = start + o->seconds,
                          .pairs_max = o->pairs ? (o->pairs + callers - 1) / callers : INT64_MAX};
@@ -395,7 +402,7 @@ static int populate(cg_ledger *l, int64_t members) {
 static void usage(void) {
     fprintf(stderr, "usage: bench/ledger [--members N] [--seconds S] [--callers 1,64] [--dir DIR]"
                     " [--only group|naive|floor] [--pairs N] [--shards 1,2] [--flush 0,1000]"
-                    " [--charges-only] [--cache-mb N] [--async]\n");
+                    " [--charges-only | --capture-at-once] [--cache-mb N] [--async]\n");
     exit(2);
 }
 
@@ -404,7 +411,8 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
                       .dir = "build", .shards = {CG_LEDGER_SHARDS_DEFAULT}, .shard_runs = 1,
                       .flushes = {CG_LEDGER_FLUSH_MS_DEFAULT}, .flush_runs = 1};
     for (int i = 1; i < argc; i++) {
-        bool flag = !strcmp(argv[i], "--charges-only") || !strcmp(argv[i], "--async");
+        bool flag = !strcmp(argv[i], "--charges-only") || !strcmp(argv[i], "--async") ||
+                    !strcmp(argv[i], "--capture-at-once");
         if (!flag && i + 1 >= argc) usage(); /* every other option takes a value */
         if (!strcmp(argv[i], "--members")) o->members = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--seconds")) o->seconds = strtod(argv[++i], NULL);
@@ -412,6 +420,7 @@ static void parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(argv[i], "--dir")) o->dir = argv[++i];
         else if (!strcmp(argv[i], "--only")) o->only = argv[++i];
         else if (!strcmp(argv[i], "--charges-only")) o->charges_only = true;
+        else if (!strcmp(argv[i], "--capture-at-once")) o->at_once = true;
         else if (!strcmp(argv[i], "--cache-mb")) o->cache_mb = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--async")) o->async = true;
         else if (!strcmp(argv[i], "--flush")) {
@@ -818,7 +827,8 @@ static int run_lean_floor(const bench_opts *o, int cache_kib, int64_t commit_pai
     double start = now_s(), cpu_start = thread_cpu_s();
     while (!rc && now_s() - start < o->seconds && (!o->pairs || pairs < o->pairs)) {
         if (pairs % commit_pairs == 0) rc = lean_exec(db, "BEGIN");
-        for (int settle = 0; settle < 2 && !rc; settle++) {
+        /* --capture-at-once: one call per unit, the charge written captured at once */
+        for (int settle = 0; settle < (o->at_once ? 1 : 2) && !rc; settle++) {
             rc = lean_exec(db, "SAVEPOINT batch");
             for (int i = 0; i < LEAN_BATCH_PAIRS && !rc; i++) {
                 if (!settle) who[i] = (int64_t)(next_rand(&rng) % (uint64_t)o->members);
@@ -847,10 +857,11 @@ static int run_lean_floor(const bench_opts *o, int cache_kib, int64_t commit_pai
                 sqlite3_bind_text(j, 1, member, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(j, 2, ++seq[who[i]]);
                 sqlite3_bind_int64(j, 3, pairs);
-                sqlite3_bind_int(j, 4, settle ? CG_JOURNAL_CAPTURE : CG_JOURNAL_HOLD);
+                bool spend = settle || o->at_once;
+                sqlite3_bind_int(j, 4, spend ? CG_JOURNAL_CAPTURE : CG_JOURNAL_HOLD);
                 sqlite3_bind_int64(j, 5, ids[i]);
-                sqlite3_bind_int(j, 6, settle ? -10 : 0);
-                sqlite3_bind_int(j, 7, settle ? -10 : 10);
+                sqlite3_bind_int(j, 6, spend ? -10 : 0);
+                sqlite3_bind_int(j, 7, settle ? -10 : o->at_once ? 0 : 10);
                 rc = rc ? rc : lean_step(j);
                 sqlite3_stmt *g = st[GRANT_UPDATE];
                 sqlite3_bind_text(g, 1, member, -1, SQLITE_STATIC);
@@ -866,11 +877,12 @@ static int run_lean_floor(const bench_opts *o, int cache_kib, int64_t commit_pai
     if (!rc && pairs % commit_pairs) rc = lean_exec(db, "COMMIT"); /* counted: pages out */
     double cpu_us = pairs ? (thread_cpu_s() - cpu_start) * 1e6 / pairs : 0;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    printf("lean floor, page cache %d MiB, committed every %" PRId64 " pairs (plain SQLite, the "
-           "fewest rows a pair writes, no fsync, one thread; not creditgate's schema):\n",
-           cache_kib / 1024, commit_pairs);
-    printf("  %9.0f pairs/s  cpu %5.1f us/pair: SQLite alone, on all %ld cpus, tops out near "
-           "%.0f pairs/s\n", pairs / (now_s() - start), cpu_us, cpus,
+    const char *unit = o->at_once ? "charges with capture" : "pairs";
+    printf("lean floor, page cache %d MiB, committed every %" PRId64 " %s (plain SQLite, the "
+           "fewest rows one writes, no fsync, one thread; not creditgate's schema):\n",
+           cache_kib / 1024, commit_pairs, unit);
+    printf("  %9.0f %s/s  cpu %5.1f us each: SQLite alone, on all %ld cpus, tops out near "
+           "%.0f/s\n", pairs / (now_s() - start), unit, cpu_us, cpus,
            cpu_us > 0 ? cpus * 1e6 / cpu_us : 0);
     for (int i = 0; i < LEAN_STATEMENTS; i++) sqlite3_finalize(st[i]);
     sqlite3_close(db);
@@ -898,6 +910,9 @@ int main(int argc, char **argv) {
     if (o.charges_only)
         printf("--charges-only: every \"pair\" below is one charge call alone (quote + hold, "
                "durable), no capture; the goal lines are left out\n");
+    if (o.at_once)
+        printf("--capture-at-once: every \"pair\" below is one charge with capture (quote + "
+               "spend, durable, final); the goal lines are left out\n");
     char path[512];
     snprintf(path, sizeof path, "%s/bench-ledger.db", o.dir);
     run_result naive[8], group[16][8];
@@ -971,7 +986,7 @@ int main(int argc, char **argv) {
                    naive[i].pairs_per_s > 0 ? group[k][i].pairs_per_s / naive[i].pairs_per_s : 0);
         printf("\n");
     }
-    for (int i = 0; i < o.caller_runs && !o.charges_only; i++) {
+    for (int i = 0; i < o.caller_runs && !o.charges_only && !o.at_once; i++) {
         if (o.callers[i] != 64) continue;
         double ratio = naive[i].pairs_per_s > 0 ? last[i].pairs_per_s / naive[i].pairs_per_s : 0;
         printf("goal >= 50,000 durable pairs/s with 64 callers: %.0f — %s\n", last[i].pairs_per_s,

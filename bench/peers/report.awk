@@ -1,7 +1,10 @@
 # report.awk — reads the "result key=value ..." lines that run.sh gathered and prints issue 8's
 # one table (decisions/s, charges/s, p99, ratio to creditgate) and the goals, plus the data
 # files for charts.gp (-v DATA=dir). Ratio = creditgate's figure of the same kind (in-process
-# decisions; ledger charges at the same number of callers) ÷ the row's: > 1 means ahead.
+# decisions; ledger charges with capture at the same number of callers) ÷ the row's: > 1 means
+# ahead. A charge with capture (quote + spend in one durable call, final) is the peers' one
+# call — check, decrement, journal — so the ledger goals are judged on it; charge+capture
+# pairs and holds alone are shown beside it.
 function kv(line, key,    m) {
   if (match(line, " " key "=\"[^\"]*\"")) return substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 4)
   if (match(line, " " key "=[^ ]*")) return substr(line, RSTART + length(key) + 2, RLENGTH - length(key) - 2)
@@ -50,7 +53,7 @@ END {
   }
   split("1 64", cs, " ")
   for (j = 1; j <= 2; j++) {
-    c = cs[j]; ref = chg["creditgate-ledger@" c] + 0
+    c = cs[j]; ref = chg["creditgate-spend@" c] + 0
     for (i = 1; i <= n; i++) {
       k = order[i]
       if (chg[k] == "" || k !~ ("@" c "$")) continue
@@ -59,13 +62,13 @@ END {
     }
   }
   if (DATA != "") {
-    split("creditgate-ledger creditgate-charges redis postgres", sys, " ")
-    split("creditgate ledger (pairs)|creditgate ledger (charge calls)|Redis (AOF always + Lua)|PostgreSQL (naive)", sysname, "|")
-    for (s = 1; s <= 4; s++) if (chg[sys[s] "@1"] != "" || chg[sys[s] "@64"] != "")
+    split("creditgate-spend creditgate-ledger creditgate-charges redis postgres", sys, " ")
+    split("creditgate (charge with capture)|creditgate (charge+capture pairs)|creditgate (holds alone)|Redis (AOF always + Lua)|PostgreSQL (naive)", sysname, "|")
+    for (s = 1; s <= 5; s++) if (chg[sys[s] "@1"] != "" || chg[sys[s] "@64"] != "")
       printf("\"%s\" %s %s \"%s\" \"%s\"\n", sysname[s], chg[sys[s] "@1"] + 0, chg[sys[s] "@64"] + 0,
              commas(chg[sys[s] "@1"]), commas(chg[sys[s] "@64"])) > (DATA "/charges.dat")
   }
-  print "ratio: creditgate's figure of the same kind (in-process decisions; ledger charges at the same callers) ÷ the row's"
+  print "ratio: creditgate's figure of the same kind (in-process decisions; ledger charges with capture at the same callers) ÷ the row's"
   print ""
   print "goals (issue 8):"
   if (best != "") {
@@ -76,16 +79,19 @@ END {
       printf("  HTTP quote endpoint faster than any peer engine in-process: %s/s vs %s/s (%.2fx) — %s\n", commas(dec["creditgate-http"]), commas(best_dec), h, met(h > 1))
     } else print "  HTTP quote endpoint faster than any peer engine in-process: not measured"
   } else print "  peer engines: not measured (node packages missing: npm ci --prefix bench/peers)"
-  ref = chg["creditgate-ledger@64"] + 0
-  if (ref > 0 && chg["redis@64"] != "") printf("  durable charges/s ahead of Redis (appendfsync always), 64 callers: %s vs %s (%.2fx) — %s\n", commas(ref), commas(chg["redis@64"]), ref / chg["redis@64"], met(ref > chg["redis@64"] + 0))
+  ref = chg["creditgate-spend@64"] + 0
+  if (ref > 0 && chg["redis@64"] != "") printf("  durable charges/s (with capture) ahead of Redis (appendfsync always), 64 callers: %s vs %s (%.2fx) — %s\n", commas(ref), commas(chg["redis@64"]), ref / chg["redis@64"], met(ref > chg["redis@64"] + 0))
   else print "  durable charges/s ahead of Redis, 64 callers: not measured"
-  if (ref > 0 && chg["postgres@64"] != "") printf("  durable charges/s >= 10x naive PostgreSQL, 64 callers: %s vs %s (%.2fx) — %s\n", commas(ref), commas(chg["postgres@64"]), ref / chg["postgres@64"], met(ref >= 10 * chg["postgres@64"]))
+  if (ref > 0 && chg["postgres@64"] != "") printf("  durable charges/s (with capture) >= 10x naive PostgreSQL, 64 callers: %s vs %s (%.2fx) — %s\n", commas(ref), commas(chg["postgres@64"]), ref / chg["postgres@64"], met(ref >= 10 * chg["postgres@64"]))
   else print "  durable charges/s >= 10x naive PostgreSQL, 64 callers: not measured"
-  # The same two goals counted in charge calls alone (each a durable hold, never captured):
-  # the unit the issue's words name; a pair above is what settles a charge as the peers' one
-  # call does.
-  one = chg["creditgate-charges@64"] + 0
-  if (one > 0 && chg["redis@64"] != "" && chg["postgres@64"] != "")
-    printf("  the same counted in charge calls alone, 64 callers: %s/s — %.2fx Redis (%s), %.2fx naive PostgreSQL (%s)\n", commas(one), one / chg["redis@64"], met(one > chg["redis@64"] + 0), one / chg["postgres@64"], met(one >= 10 * chg["postgres@64"]))
+  # The other two units, for reference: a pair settles a charge in two durable calls (hold,
+  # then capture); a hold alone settles nothing.
+  split("creditgate-ledger creditgate-charges", other, " ")
+  split("charge+capture pairs|holds alone", othername, "|")
+  for (o = 1; o <= 2; o++) {
+    one = chg[other[o] "@64"] + 0
+    if (one > 0 && chg["redis@64"] != "" && chg["postgres@64"] != "")
+      printf("  for reference, in %s, 64 callers: %s/s — %.2fx Redis, %.2fx naive PostgreSQL\n", othername[o], commas(one), one / chg["redis@64"], one / chg["postgres@64"])
+  }
   printf("  zero disagreements: %d in %s answers compared — %s\n", disagree, commas(compared), met(disagree == 0 && compared > 0))
 }
