@@ -27,8 +27,9 @@
 #include "creditgate/ledger.h"
 
 #define CG_STORE_DSN_BYTES_MAX 1024
-#define CG_STORE_SCHEMA_VERSION 4 /* SQLite. 2: charges listed by member, newest first;
-                                     3: the shard table (shard_mark); 4: the redo position */
+#define CG_STORE_SCHEMA_VERSION 5 /* SQLite. 2: charges listed by member, newest first;
+                                     3: the shard table (shard_mark); 4: the redo position;
+                                     5: charges, journal, keys appended (rowid tables) */
 
 /* What an idempotency key remembers: the call, a hash of its request, the object it made. */
 typedef struct cg_store_idem {

@@ -77,6 +77,50 @@ static const char *const migrations[] = {
      * which would not replay the log, refuse the file from here on. */
     ("CREATE TABLE redo (id INTEGER PRIMARY KEY CHECK (id = 0), applied_lsn INTEGER NOT NULL);"
      "INSERT INTO redo (id, applied_lsn) VALUES (0, 0);"),
+    /* 5: charges, journal and idempotency keys become rowid tables, appended in the order
+     * they are written, each with a small unique (member_id, ...) index for its lookups. Keyed by member, their
+     * big rows landed on a random leaf of the whole table: once the table outgrew the page
+     * cache, nearly every charge read a page back and dirtied one more page for the next
+     * commit. Now only the small indexes are written at random. Same columns and queries. */
+    ("CREATE TABLE charges_v5 (member_id TEXT NOT NULL, charge_id TEXT NOT NULL,"
+     " status INTEGER NOT NULL, model TEXT NOT NULL, variant TEXT NOT NULL,"
+     " count INTEGER NOT NULL, agent_model TEXT NOT NULL, agent_kind TEXT NOT NULL,"
+     " prompt TEXT NOT NULL, at_us INTEGER NOT NULL, plan TEXT NOT NULL, billing TEXT NOT NULL,"
+     " joined_at_us INTEGER NOT NULL, policy_version TEXT NOT NULL, items TEXT NOT NULL,"
+     " credits INTEGER NOT NULL, held INTEGER NOT NULL, captured INTEGER NOT NULL,"
+     " refunded INTEGER NOT NULL, parts TEXT NOT NULL, created_at_us INTEGER NOT NULL,"
+     " expires_at_us INTEGER NOT NULL, settled_at_us INTEGER NOT NULL);"
+     "INSERT INTO charges_v5 SELECT member_id, charge_id, status, model, variant, count,"
+     " agent_model, agent_kind, prompt, at_us, plan, billing, joined_at_us, policy_version,"
+     " items, credits, held, captured, refunded, parts, created_at_us, expires_at_us,"
+     " settled_at_us FROM charges ORDER BY created_at_us, member_id, charge_id;"
+     "DROP TABLE charges;"
+     "ALTER TABLE charges_v5 RENAME TO charges;"
+     "CREATE UNIQUE INDEX charges_id ON charges (member_id, charge_id);"
+     "CREATE INDEX charges_due ON charges (expires_at_us) WHERE status = 0;"
+     "CREATE INDEX charges_by_time ON charges (member_id, created_at_us, charge_id);"
+     "CREATE TABLE journal_v5 (member_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+     " at_us INTEGER NOT NULL, kind INTEGER NOT NULL, grant_id TEXT NOT NULL,"
+     " charge_id TEXT NOT NULL, delta_remaining INTEGER NOT NULL,"
+     " delta_held INTEGER NOT NULL, note TEXT NOT NULL);"
+     "INSERT INTO journal_v5 SELECT member_id, seq, at_us, kind, grant_id, charge_id,"
+     " delta_remaining, delta_held, note FROM journal ORDER BY at_us, member_id, seq;"
+     "DROP TABLE journal;"
+     "ALTER TABLE journal_v5 RENAME TO journal;"
+     "CREATE UNIQUE INDEX journal_seq ON journal (member_id, seq);"
+     "CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal"
+     " BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;"
+     "CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal"
+     " BEGIN SELECT RAISE(ABORT, 'journal is append-only'); END;"
+     "CREATE TABLE idempotency_v5 (member_id TEXT NOT NULL, key TEXT NOT NULL,"
+     " op INTEGER NOT NULL, request_hash BLOB NOT NULL, object_id TEXT NOT NULL,"
+     " created_at_us INTEGER NOT NULL);"
+     "INSERT INTO idempotency_v5 SELECT member_id, key, op, request_hash, object_id,"
+     " created_at_us FROM idempotency ORDER BY created_at_us, member_id, key;"
+     "DROP TABLE idempotency;"
+     "ALTER TABLE idempotency_v5 RENAME TO idempotency;"
+     "CREATE UNIQUE INDEX idempotency_key ON idempotency (member_id, key);"
+     "CREATE INDEX idempotency_age ON idempotency (created_at_us);"),
 };
 #define MIGRATION_COUNT ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(sizeof migrations / sizeof migrations[0] == CG_STORE_SCHEMA_VERSION,
