@@ -54,12 +54,10 @@
 #include "creditgate/ledger.h"
 #include "creditgate/store.h"
 #include "creditgate/time.h"
+#include "../ledger_pairs.h"
 #include "../machine.h"
 
 #define BENCH_POLICY "policy/carat.yaml"
-#define BENCH_CALLERS_MAX 256
-#define BENCH_SAMPLES_PER_CALLER_MAX 400000
-#define BENCH_POPULATE_THREADS 64
 
 typedef struct bench_opts {
     int64_t members;
@@ -79,35 +77,6 @@ typedef struct bench_opts {
     int flushes[4];   /* and flush intervals (ms), each with each shard count */
     int flush_runs;
 } bench_opts;
-
-typedef struct caller {
-    cg_ledger *ledger;
-    int id;
-    bool charges_only;
-    bool at_once;
-    int64_t members;
-    uint64_t rng;
-    double until_s;
-    int64_t pairs_max;
-    int64_t pairs;
-    int64_t failures;
-    uint32_t *lat_us; /* pair latencies */
-    int64_t lat_count;
-    int64_t first_member, member_count; /* populate range */
-} caller;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t next_rand(uint64_t *s) { /* xorshift64*: uniform member choice */
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * UINT64_C(2685821657736338717);
-}
 
 /* write_bytes of /proc/self/io: what this process sent to the disk so far. */
 static int64_t disk_write_bytes(void) {
@@ -131,79 +100,6 @@ static long rss_kib(const char *field) {
     return v;
 }
 
-static void member_name(int64_t i, char *buf, size_t bytes) {
-    snprintf(buf, bytes, "member-%08" PRId64, i);
-}
-
-static void *populate_main(void *arg) {
-    caller *c = arg;
-    cg_err err;
-    for (int64_t i = c->first_member; i < c->first_member + c->member_count; i++) {
-        char id[32], key[48];
-        member_name(i, id, sizeof id);
-        snprintf(key, sizeof key, "put-%s", id);
-        cg_member_put_input m = {.member_id = id, .idempotency_key = key, .plan = "free",
-                                 .billing = "monthly", .joined_at_us = INT64_C(1767225600000000)};
-        cg_member_state ms;
-        if (cg_ledger_member_put(c->ledger, &m, &ms, NULL, &err)) {
-            fprintf(stderr, "populate: %s\n", err.msg);
-            c->failures++;
-            return NULL;
-        }
-        snprintf(key, sizeof key, "grant-%s", id);
-        cg_grant_input g = {.member_id = id, .idempotency_key = key, .credits = CG_CREDITS_MAX,
-                            .priority = -1, .source = CG_SOURCE_PURCHASE};
-        cg_grant gr;
-        if (cg_ledger_grant(c->ledger, &g, &gr, NULL, &err)) {
-            fprintf(stderr, "populate: %s\n", err.msg);
-            c->failures++;
-            return NULL;
-        }
-    }
-    return NULL;
-}
-
-/* One charge + capture on a random member; returns 0 on success. */
-static int one_pair(caller *c, int64_t n) {
-    char id[32], key[64], cap[64];
-    member_name((int64_t)(next_rand(&c->rng) % (uint64_t)c->members), id, sizeof id);
-    snprintf(key, sizeof key, "c%d-%" PRId64, c->id, n);
-    snprintf(cap, sizeof cap, "c%d-%" PRId64 "-cap", c->id, n);
-    static __thread cg_charge ch;
-    cg_err err;
-    cg_charge_input in = {.member_id = id, .idempotency_key = key, .model = "midjourney",
-                          .capture = c->at_once};
-    if (cg_ledger_charge(c->ledger, &in, &ch, NULL, &err)) {
-        fprintf(stderr, "charge: %s\n", err.msg);
-        return -1;
-    }
-    if (c->charges_only || c->at_once) return 0;
-    cg_settle_input s = {.member_id = id, .charge_id = ch.charge_id, .idempotency_key = cap,
-                         .credits = -1};
-    if (cg_ledger_capture(c->ledger, &s, &ch, NULL, &err)) {
-        fprintf(stderr, "capture: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static void *pairs_main(void *arg) {
-    caller *c = arg;
-    for (int64_t n = 0;; n++) {
-        double t0 = now_s();
-        if (t0 >= c->until_s || c->pairs + c->failures >= c->pairs_max) break;
-        if (one_pair(c, n)) {
-            c->failures++;
-            continue;
-        }
-        double us = (now_s() - t0) * 1e6;
-        if (c->lat_count < BENCH_SAMPLES_PER_CALLER_MAX)
-            c->lat_us[c->lat_count++] = us > 4e9 ? UINT32_MAX : (uint32_t)us;
-        c->pairs++;
-    }
-    return NULL;
-}
-
 
 /* ---- --async: the callers as calls in flight from one thread ----
  * The same pairs as pairs_main, but `callers` is how many pairs are in flight at once, all
@@ -218,7 +114,7 @@ typedef struct async_slot {
     int index;
     bool capturing;     /* the capture is in flight (else the charge) */
     int rc;
-    char member[32], key[64], cap[64];
+    char member[32], key[64], cap[80];
     cg_charge_input charge;
     cg_settle_input settle;
     cg_charge out;
@@ -246,8 +142,8 @@ static void async_done(void *ctx, int rc, const cg_err *err) {
 static int async_charge(cg_ledger *l, async_slot *slot, caller *c, int64_t n) {
     member_name((int64_t)(next_rand(&c->rng) % (uint64_t)c->members), slot->member,
                 sizeof slot->member);
-    snprintf(slot->key, sizeof slot->key, "a%d-%" PRId64, slot->index, n);
-    snprintf(slot->cap, sizeof slot->cap, "a%d-%" PRId64 "-cap", slot->index, n);
+    snprintf(slot->key, sizeof slot->key, "r%" PRIu64 "-a%d-%" PRId64, c->run, slot->index, n);
+    snprintf(slot->cap, sizeof slot->cap, "%s-cap", slot->key);
     slot->charge = (cg_charge_input){.member_id = slot->member, .idempotency_key = slot->key,
                                      .model = "midjourney", .capture = c->at_once};
     slot->capturing = false;
@@ -297,9 +193,7 @@ static void drive_async(cg_ledger *l, caller *c, int in_flight) {
             if (rc) {
                 c->failures++;
             } else {
-                double us = (now_s() - slot->t0) * 1e6;
-                if (c->lat_count < BENCH_SAMPLES_PER_CALLER_MAX)
-                    c->lat_us[c->lat_count++] = us > 4e9 ? UINT32_MAX : (uint32_t)us;
+                record_latency(c, slot->t0);
                 c->pairs++;
             }
             if (more && async_charge(l, slot, c, n++) == 0) continue;
@@ -311,27 +205,6 @@ static void drive_async(cg_ledger *l, caller *c, int in_flight) {
     free(taken);
     free(slots);
     free(run.done);
-}
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct run_result {
-    double pairs_per_s;
-    double cpu_us_per_pair; /* all threads of this process: comparable on a busy machine */
-    double disk_kib_per_pair; /* bytes this process caused to be written to disk (WAL, checkpoints) */
-    double p50_ms, p99_ms, max_ms;
-    int64_t failures;
-} run_result;
-
-static int run_threads(caller *cs, int n, void *(*fn)(void *)) {
-    pthread_t th[BENCH_CALLERS_MAX];
-    for (int i = 0; i < n; i++)
-        if (pthread_create(&th[i], NULL, fn, &cs[i])) return -1;
-    for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
-    return 0;
 }
 
 static double cpu_s(void) {
@@ -349,7 +222,7 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     double start = now_s(), cpu_start = cpu_s();
     int64_t disk_start = disk_write_bytes();
     for (int i = 0; i < callers; i++) {
-        cs[i] = (caller){.ledger = l, .id = i, .members = o->members,
+        cs[i] = (caller){.ledger = l, .id = i, .run = seed, .members = o->members,
                          .charges_only = o->charges_only, .at_once = o->at_once,
                          .rng = seed * 7919 + (uint64_t)i * 104729 + 1,
                          .until_s = start + o->seconds,
@@ -359,44 +232,13 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     if (async) drive_async(l, &cs[0], in_flight);
     else run_threads(cs, callers, pairs_main);
     double elapsed = now_s() - start, cpu = cpu_s() - cpu_start;
-    int64_t disk = disk_write_bytes() - disk_start;
-    int64_t total = 0, samples = 0;
-    run_result r = {0};
-    for (int i = 0; i < callers; i++) total += cs[i].pairs, samples += cs[i].lat_count,
-                                      r.failures += cs[i].failures;
-    uint32_t *all = malloc(sizeof(uint32_t) * (size_t)(samples ? samples : 1));
-    int64_t k = 0;
-    for (int i = 0; i < callers; i++) {
-        memcpy(all + k, cs[i].lat_us, sizeof(uint32_t) * (size_t)cs[i].lat_count);
-        k += cs[i].lat_count;
-        free(cs[i].lat_us);
-    }
-    qsort(all, (size_t)samples, sizeof *all, cmp_u32);
-    r.pairs_per_s = total / elapsed;
+    int64_t disk = disk_write_bytes() - disk_start, total = 0;
+    for (int i = 0; i < callers; i++) total += cs[i].pairs;
+    run_result r = pairs_result(cs, callers, elapsed);
     r.cpu_us_per_pair = total ? cpu * 1e6 / total : 0;
     r.disk_kib_per_pair = total ? (double)disk / 1024 / total : 0;
-    if (samples) {
-        r.p50_ms = all[samples / 2] / 1e3;
-        r.p99_ms = all[(samples * 99) / 100] / 1e3;
-        r.max_ms = all[samples - 1] / 1e3;
-    }
-    free(all);
     free(cs);
     return r;
-}
-
-static int populate(cg_ledger *l, int64_t members) {
-    caller cs[BENCH_POPULATE_THREADS];
-    int64_t per = (members + BENCH_POPULATE_THREADS - 1) / BENCH_POPULATE_THREADS;
-    for (int i = 0; i < BENCH_POPULATE_THREADS; i++) {
-        int64_t first = i * per, count = first >= members ? 0 : per;
-        if (first + count > members) count = members - first;
-        cs[i] = (caller){.ledger = l, .first_member = first, .member_count = count};
-    }
-    run_threads(cs, BENCH_POPULATE_THREADS, populate_main);
-    for (int i = 0; i < BENCH_POPULATE_THREADS; i++)
-        if (cs[i].failures) return -1;
-    return 0;
 }
 
 static void usage(void) {

@@ -25,169 +25,25 @@
 
 #include "creditgate/engine.h"
 #include "creditgate/ledger.h"
+#include "../ledger_pairs.h"
 #include "../machine.h"
 
 #define BENCH_POLICY "policy/carat.yaml"
-#define BENCH_CALLERS_MAX 64
-#define BENCH_SAMPLES_PER_CALLER_MAX 200000
-#define BENCH_POPULATE_THREADS 64
-
-typedef struct caller {
-    cg_ledger *ledger;
-    int id;
-    int64_t members;
-    uint64_t rng;
-    double until_s;
-    int64_t pairs, failures;
-    uint32_t *lat_us;
-    int64_t lat_count;
-    int64_t first_member, member_count; /* populate range */
-} caller;
-
-typedef struct run_result {
-    double pairs_per_s, p50_ms, p99_ms;
-    int64_t failures;
-} run_result;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static uint64_t next_rand(uint64_t *s) { /* xorshift64*: uniform member choice */
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * UINT64_C(2685821657736338717);
-}
-
-static void member_name(int64_t i, char *buf, size_t bytes) {
-    snprintf(buf, bytes, "member-%08" PRId64, i);
-}
-
-static void *populate_main(void *arg) {
-    caller *c = arg;
-    cg_err err;
-    for (int64_t i = c->first_member; i < c->first_member + c->member_count; i++) {
-        char id[32], key[48];
-        member_name(i, id, sizeof id);
-        snprintf(key, sizeof key, "put-%s", id);
-        cg_member_put_input m = {.member_id = id, .idempotency_key = key, .plan = "free",
-                                 .billing = "monthly", .joined_at_us = INT64_C(1767225600000000)};
-        cg_member_state ms;
-        snprintf(key, sizeof key, "put-%s", id);
-        if (cg_ledger_member_put(c->ledger, &m, &ms, NULL, &err)) goto fail;
-        snprintf(key, sizeof key, "grant-%s", id);
-        cg_grant_input g = {.member_id = id, .idempotency_key = key, .credits = CG_CREDITS_MAX,
-                            .priority = -1, .source = CG_SOURCE_PURCHASE};
-        cg_grant gr;
-        if (cg_ledger_grant(c->ledger, &g, &gr, NULL, &err)) goto fail;
-    }
-    return NULL;
-fail:
-    fprintf(stderr, "populate: %s\n", err.msg);
-    c->failures++;
-    return NULL;
-}
-
-/* One charge + capture on a random member; 0 on success. */
-static int one_pair(caller *c, int64_t n, uint64_t run) {
-    char id[32], key[64], cap[80];
-    member_name((int64_t)(next_rand(&c->rng) % (uint64_t)c->members), id, sizeof id);
-    snprintf(key, sizeof key, "r%" PRIu64 "-c%d-%" PRId64, run, c->id, n);
-    snprintf(cap, sizeof cap, "%s-cap", key);
-    static __thread cg_charge ch;
-    cg_err err;
-    cg_charge_input in = {.member_id = id, .idempotency_key = key, .model = "midjourney"};
-    if (cg_ledger_charge(c->ledger, &in, &ch, NULL, &err)) {
-        fprintf(stderr, "charge: %s\n", err.msg);
-        return -1;
-    }
-    cg_settle_input s = {.member_id = id, .charge_id = ch.charge_id, .idempotency_key = cap,
-                         .credits = -1};
-    if (cg_ledger_capture(c->ledger, &s, &ch, NULL, &err)) {
-        fprintf(stderr, "capture: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
-}
 
 static uint64_t run_seq;
-
-static void *pairs_main(void *arg) {
-    caller *c = arg;
-    for (int64_t n = 0;; n++) {
-        double t0 = now_s();
-        if (t0 >= c->until_s) break;
-        if (one_pair(c, n, run_seq)) {
-            c->failures++;
-            continue;
-        }
-        double us = (now_s() - t0) * 1e6;
-        if (c->lat_count < BENCH_SAMPLES_PER_CALLER_MAX)
-            c->lat_us[c->lat_count++] = us > 4e9 ? UINT32_MAX : (uint32_t)us;
-        c->pairs++;
-    }
-    return NULL;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void run_threads(caller *cs, int n, void *(*fn)(void *)) {
-    pthread_t th[BENCH_POPULATE_THREADS];
-    for (int i = 0; i < n; i++) pthread_create(&th[i], NULL, fn, &cs[i]);
-    for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
-}
 
 static run_result run_pairs(cg_ledger *l, int64_t members, double seconds, int callers) {
     caller cs[BENCH_CALLERS_MAX];
     run_seq++;
     double start = now_s();
     for (int i = 0; i < callers; i++) {
-        cs[i] = (caller){.ledger = l, .id = i, .members = members,
+        cs[i] = (caller){.ledger = l, .id = i, .run = run_seq, .members = members,
                          .rng = run_seq * 7919 + (uint64_t)i * 104729 + 1,
-                         .until_s = start + seconds};
+                         .until_s = start + seconds, .pairs_max = INT64_MAX};
         cs[i].lat_us = malloc(sizeof(uint32_t) * BENCH_SAMPLES_PER_CALLER_MAX);
     }
     run_threads(cs, callers, pairs_main);
-    double elapsed = now_s() - start;
-    int64_t total = 0, samples = 0;
-    run_result r = {0};
-    for (int i = 0; i < callers; i++)
-        total += cs[i].pairs, samples += cs[i].lat_count, r.failures += cs[i].failures;
-    uint32_t *all = malloc(sizeof(uint32_t) * (size_t)(samples ? samples : 1));
-    int64_t k = 0;
-    for (int i = 0; i < callers; i++) {
-        memcpy(all + k, cs[i].lat_us, sizeof(uint32_t) * (size_t)cs[i].lat_count);
-        k += cs[i].lat_count;
-        free(cs[i].lat_us);
-    }
-    qsort(all, (size_t)samples, sizeof *all, cmp_u32);
-    r.pairs_per_s = total / elapsed;
-    if (samples) {
-        r.p50_ms = all[samples / 2] / 1e3;
-        r.p99_ms = all[(samples * 99) / 100] / 1e3;
-    }
-    free(all);
-    return r;
-}
-
-static int populate(cg_ledger *l, int64_t members) {
-    caller cs[BENCH_POPULATE_THREADS];
-    int64_t per = (members + BENCH_POPULATE_THREADS - 1) / BENCH_POPULATE_THREADS;
-    for (int i = 0; i < BENCH_POPULATE_THREADS; i++) {
-        int64_t first = i * per, count = first >= members ? 0 : per;
-        if (first + count > members) count = members - first;
-        cs[i] = (caller){.ledger = l, .first_member = first, .member_count = count};
-    }
-    run_threads(cs, BENCH_POPULATE_THREADS, populate_main);
-    for (int i = 0; i < BENCH_POPULATE_THREADS; i++)
-        if (cs[i].failures) return -1;
-    return 0;
+    return pairs_result(cs, callers, now_s() - start);
 }
 
 static void print_machine(const char *dsn) {

@@ -87,6 +87,14 @@ awk '/^group commit/ { on = 1 } on && $2 == "callers:" {
 awk '/^group commit/ { on = 1 } on && $2 == "callers:" {
        printf "result peer=creditgate-spend callers=%d charges_per_s=%s p99_ms=%s label=\"creditgate ledger (charges with capture)\"\n", $1, $3, $9 }' \
   "$WORK/ledger-spend.txt" | tee -a "$RESULTS"
+# The same 64 callers as redis-benchmark and pgbench drive their servers: 64 calls in flight
+# from one event loop (cg_ledger_charge_async), not 64 parked threads.
+"$BUILD/bench/ledger" --only group --capture-at-once --async --callers 64 --seconds "$SECONDS_PER_RUN" \
+  --dir "$WORK" | tee "$WORK/ledger-spend-async.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || failed=1
+awk '/^group commit/ { on = 1 } on && $2 == "callers:" {
+       printf "result peer=creditgate-spend-async callers=%d charges_per_s=%s p99_ms=%s label=\"creditgate ledger (charges with capture, async)\"\n", $1, $3, $9 }' \
+  "$WORK/ledger-spend-async.txt" | tee -a "$RESULTS"
 
 step "ledger peers (Redis, PostgreSQL)"
 bench/peers/ledger_peers.sh "$WORK/ledger-peers" "$SECONDS_PER_RUN" | tee "$WORK/ledger-peers.txt"
