@@ -70,7 +70,7 @@ END {
   }
   if (DATA != "") {
     split("creditgate-spend creditgate-ledger creditgate-charges redis postgres", sys, " ")
-    split("creditgate (charge with capture)|creditgate (charge+capture pairs)|creditgate (holds alone)|Redis (AOF always + Lua)|PostgreSQL (naive)", sysname, "|")
+    split("creditgate (charge with capture; 64: async)|creditgate (charge+capture pairs)|creditgate (holds alone)|Redis (AOF always + Lua)|PostgreSQL (naive)", sysname, "|")
     for (s = 1; s <= 5; s++) if (chg[sys[s] "@1"] != "" || chg[sys[s] "@64"] != "") {
       c64 = sys[s] == "creditgate-spend" ? spend_ref(64) : chg[sys[s] "@64"] + 0
       printf("\"%s\" %s %s \"%s\" \"%s\"\n", sysname[s], chg[sys[s] "@1"] + 0, c64,
