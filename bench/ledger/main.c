@@ -533,7 +533,9 @@ static int run_floor(const bench_opts *o, const cg_engine *engine, int shards, i
             rc = fs[i].store->ops->cache_bound(fs[i].store, cache_mb * 1024 / shards, &fs[i].err);
         if (!rc) rc = floor_populate(&fs[i]); /* before the log: its pages are on disk */
         if (!rc && flush_ms && fs[i].store->ops->log_batches)
-            rc = fs[i].store->ops->log_batches(fs[i].store, (int64_t)flush_ms * 1000, &fs[i].err);
+            rc = fs[i].store->ops->log_batches(fs[i].store, (int64_t)flush_ms * 1000,
+                                               (int64_t)CG_LEDGER_REDO_MB_DEFAULT << 20,
+                                               &fs[i].err);
         if (rc) fprintf(stderr, "bench: floor: %s\n", fs[i].err.msg);
     }
     if (rc) return rc;

@@ -56,6 +56,9 @@ typedef struct cg_http_config {
     int ledger_cache_mb;   /* cg_ledger_config.page_cache_mb: a SQLite ledger's page cache,
                               MiB, over all its shard files. Default
                               CG_LEDGER_PAGE_CACHE_MB_DEFAULT */
+    int ledger_redo_mb;    /* cg_ledger_config.redo_mb: a SQLite redo log's size before a
+                              flush syncs the file and starts it again. Default
+                              CG_LEDGER_REDO_MB_DEFAULT */
 } cg_http_config;
 
 /* Built-in defaults: 127.0.0.1:8080, policy/carat.yaml, data/creditgate.db, ... */

@@ -91,6 +91,8 @@ typedef struct cg_store cg_store; /* store.h */
 
 #define CG_LEDGER_FLUSH_MS_DEFAULT 1000
 #define CG_LEDGER_FLUSH_MS_MAX 60000
+#define CG_LEDGER_REDO_MB_DEFAULT 32 /* the redo log restarts past this many MiB (see below) */
+#define CG_LEDGER_REDO_MB_MAX 4096
 #define CG_LEDGER_PAGE_CACHE_MB_DEFAULT 128 /* 64 to 128 MiB: +6 % pairs/s, +19 % charges/s
                                                (bench/RESULTS.md, session 4) */
 #define CG_LEDGER_PAGE_CACHE_MB_MAX 65536
@@ -135,6 +137,11 @@ typedef struct cg_ledger_config {
                                     members; a larger cache spills fewer dirty pages between
                                     flushes. 0: CG_LEDGER_PAGE_CACHE_MB_DEFAULT; at most
                                     CG_LEDGER_PAGE_CACHE_MB_MAX. PostgreSQL keeps its own */
+    int redo_mb;                 /* SQLite with flush_interval_ms > 0: once a flush finds the
+                                    redo log past this many MiB, it fdatasyncs the WAL and the
+                                    log starts again at offset 0 — the bound on the log's disk
+                                    use and on the replay after a crash. 0:
+                                    CG_LEDGER_REDO_MB_DEFAULT; at most CG_LEDGER_REDO_MB_MAX */
 } cg_ledger_config;
 
 typedef struct cg_ledger cg_ledger;

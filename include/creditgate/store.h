@@ -174,16 +174,22 @@ typedef struct cg_store_ops {
     int (*cache_bound)(cg_store *store, int64_t kib, cg_err *err);
     /* Group commit from now on: `commit` appends the batch's writes to a redo log beside the
      * store (made durable by `sync`) and the store itself is committed only every
-     * flush_interval_us (SQLite: src/store/sqlite.c, "Long transactions"). Called once, by the
-     * ledger at open, before its threads start. A store another process is logging for stays
-     * as it was. NULL: every commit writes the store. */
-    int (*log_batches)(cg_store *store, int64_t flush_interval_us, cg_err *err);
+     * flush_interval_us (SQLite: src/store/sqlite.c, "Long transactions"); a flush that finds
+     * the log past restart_bytes makes the store durable and starts the log again. Called
+     * once, by the ledger at open, before its threads start. A store another process is
+     * logging for stays as it was. NULL: every commit writes the store. */
+    int (*log_batches)(cg_store *store, int64_t flush_interval_us, int64_t restart_bytes,
+                       cg_err *err);
     /* After log_batches: commits the store now if batches are held back for the next flush
      * (the ledger's writer calls it once it has been idle for a tenth of the flush interval),
      * so that other processes' writes and reads do not wait for the interval. A failed flush
      * leaves the batches in the log, as at the interval: the next batch replays them first,
      * or the store has stopped and refuses. NULL: nothing is ever held back. */
     int (*flush)(cg_store *store, cg_err *err);
+    /* Whether the store refuses every call until it is reopened, after a failure that only
+     * reopening can clear (SQLite: a flush whose fsync of the file failed — what the file
+     * holds is then unknown, and the redo log replays at the next open). NULL: never. */
+    bool (*stopped)(cg_store *store);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */

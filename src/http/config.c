@@ -69,6 +69,9 @@ static const opt opts[] = {
      "log meanwhile (0 every batch)"},
     {"ledger_cache_mb", OPT_INT, OFF(ledger_cache_mb), SZ(ledger_cache_mb), 1,
      CG_LEDGER_PAGE_CACHE_MB_MAX, "SQLite: MiB of page cache, split among the shard files"},
+    {"ledger_redo_mb", OPT_INT, OFF(ledger_redo_mb), SZ(ledger_redo_mb), 1,
+     CG_LEDGER_REDO_MB_MAX, "SQLite: MiB of redo log before a flush syncs the file and "
+     "starts the log again (bounds the replay after a crash)"},
 };
 #define OPTS_COUNT (sizeof opts / sizeof opts[0])
 
@@ -95,6 +98,7 @@ void cg_http_config_defaults(cg_http_config *config) {
     config->drain_timeout_ms = 10000;
     config->ledger_flush_ms = CG_LEDGER_FLUSH_MS_DEFAULT;
     config->ledger_cache_mb = CG_LEDGER_PAGE_CACHE_MB_DEFAULT;
+    config->ledger_redo_mb = CG_LEDGER_REDO_MB_DEFAULT;
 }
 
 static const opt *opt_find(const char *key) {

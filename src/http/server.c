@@ -553,6 +553,7 @@ static int open_ledger(cg_http_server *srv, const snapshot *snap, cg_ledger **ou
     lc.shards = srv->config.ledger_shards;
     lc.flush_interval_ms = srv->config.ledger_flush_ms;
     lc.page_cache_mb = srv->config.ledger_cache_mb;
+    lc.redo_mb = srv->config.ledger_redo_mb;
     return cg_ledger_open_dsn(srv->config.db_path, &lc, out, err);
 }
 

@@ -36,6 +36,7 @@ void cg_ledger_config_default(cg_ledger_config *config) {
     config->cache_members_max = CG_LEDGER_CACHE_MEMBERS_DEFAULT;
     config->flush_interval_ms = CG_LEDGER_FLUSH_MS_DEFAULT;
     config->page_cache_mb = CG_LEDGER_PAGE_CACHE_MB_DEFAULT;
+    config->redo_mb = CG_LEDGER_REDO_MB_DEFAULT;
 }
 
 int64_t ledger_now_us(const ledger_shard *ledger) {
@@ -55,6 +56,8 @@ static int config_check(const cg_ledger_config *c, cg_err *err) {
                           CG_IDEMPOTENCY_KEEP_S_MIN);
     if (c->sweep_interval_us < 0)
         return cg_err_set(err, CG_EINVAL, "sweep_interval_us must not be negative");
+    if (c->redo_mb < 0 || c->redo_mb > CG_LEDGER_REDO_MB_MAX)
+        return cg_err_set(err, CG_EINVAL, "redo_mb must be 0..%d", CG_LEDGER_REDO_MB_MAX);
     if (c->cache_members_max < 0 || c->cache_members_max > CG_LEDGER_CACHE_MEMBERS_MAX)
         return cg_err_set(err, CG_EINVAL, "cache_members_max must be 0..%d",
                           CG_LEDGER_CACHE_MEMBERS_MAX);
@@ -199,16 +202,22 @@ static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
     if (!rc) publish_stats(l, n);
     if (rc) {
         /* Nothing of this batch is durable: every op that had succeeded now fails, and the
-         * cache, written through op by op, is ahead of the store. */
+         * cache, written through op by op, is ahead of the store. A store that has stopped
+         * refuses until reopened: CG_EIO, as after a failed sync (the server then reports
+         * itself not ready); anything else may pass on retry. */
         cg_err ignored;
         s->ops->rollback(s, &ignored);
         ledger_cache_clear(l->cache);
         l->holds_delta = 0;
+        bool stopped = s->ops->stopped && s->ops->stopped(s);
         for (int i = 0; i < n; i++) {
             if (ops[i]->rc != CG_OK) continue; /* its own refusal stands: it changed nothing */
-            ops[i]->rc = cg_err_set(&ops[i]->err, CG_EUNAVAILABLE,
-                                    "not committed, retry with the same idempotency key: %s",
-                                    err.msg);
+            if (stopped)
+                ops[i]->rc = cg_err_set(&ops[i]->err, CG_EIO, "not committed: %s", err.msg);
+            else
+                ops[i]->rc = cg_err_set(&ops[i]->err, CG_EUNAVAILABLE,
+                                        "not committed, retry with the same idempotency key: %s",
+                                        err.msg);
         }
     }
 }
@@ -416,7 +425,9 @@ static int shard_open(cg_store *store_take, const cg_ledger_config *config, int 
     if (store_take->ops->count_held) rc = store_take->ops->count_held(store_take, &held, err);
     if (!rc && config->group_commit && config->flush_interval_ms > 0 &&
         store_take->ops->log_batches)
-        rc = store_take->ops->log_batches(store_take, config->flush_interval_ms * 1000LL, err);
+        rc = store_take->ops->log_batches(
+            store_take, config->flush_interval_ms * 1000LL,
+            (int64_t)(config->redo_mb ? config->redo_mb : CG_LEDGER_REDO_MB_DEFAULT) << 20, err);
     if (rc) {
         cg_store_close(store_take);
         return rc;

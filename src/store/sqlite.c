@@ -268,6 +268,7 @@ typedef struct sqlite_store {
     uint64_t lsn;          /* the last record written, or the last the file holds */
     size_t op_mark;        /* the record's size at the op savepoint */
     int64_t flush_interval_us;
+    int64_t redo_restart_bytes; /* a flush past this syncs the WAL and restarts the log */
     bool checkpointed;     /* wal_hook: a checkpoint backfilled the whole WAL */
     int checkpoint_error;  /* wal_hook: the last checkpoint's I/O error (SQLite code), or 0 */
     bool replay_due;       /* a flush failed: the next begin replays the log first */
@@ -363,7 +364,7 @@ static int exec_simple(cg_store *store, int id, cg_err *err, const char *what) {
  * record's lsn — without an fsync: the log still holds every record since it last
  * restarted. The log restarts (offset 0) only once the file holds all of it durably: after a
  * checkpoint that backfilled the whole WAL (which fsyncs the WAL first and the file after:
- * wal_hook), or after an fdatasync of the WAL once the log passes REDO_LOG_RESTART_BYTES. A hot
+ * wal_hook), or after an fdatasync of the WAL once the log passes restart_bytes. A hot
  * B-tree page is then written once per flush instead of once per batch, and a batch makes
  * durable only the bytes it changed. A crash loses the open transaction, and maybe flushes
  * since the last restart (SQLite recovers a prefix of its commits); the next open (or the
@@ -377,7 +378,6 @@ static int exec_simple(cg_store *store, int id, cg_err *err, const char *what) {
  * stays locked, so no other process writes past records only the log holds. */
 
 #define REDO_LOG_BYTES_MAX (64 * 1024 * 1024)     /* a flush is due */
-#define REDO_LOG_RESTART_BYTES (32 * 1024 * 1024) /* a flush syncs the WAL to restart the log */
 
 static int64_t mono_us(void) {
     struct timespec ts;
@@ -483,7 +483,7 @@ static int flush_to_file(sqlite_store *s, cg_err *err) {
     if (!rc) rc = exec_simple(&s->base, ST_COMMIT, err, "commit");
     if (rc) return rc;
     s->txn_open = false;
-    bool restart = s->checkpointed || redo_bytes(s->redo) >= REDO_LOG_RESTART_BYTES;
+    bool restart = s->checkpointed || redo_bytes(s->redo) >= s->redo_restart_bytes;
     if (s->checkpoint_error) { /* its fsync may be the one that failed: see fail_stop */
         rc = cg_err_set(err, CG_EIO, "sqlite checkpoint: %s",
                         sqlite3_errstr(s->checkpoint_error));
@@ -602,15 +602,20 @@ static int sq_rollback_to(cg_store *st, cg_err *err) {
 }
 
 /* store.h log_batches: long transactions from now on, when this process owns the log. */
-static int sq_log_batches(cg_store *store, int64_t flush_interval_us, cg_err *err) {
+static int sq_log_batches(cg_store *store, int64_t flush_interval_us, int64_t restart_bytes,
+                          cg_err *err) {
     sqlite_store *s = from(store);
-    assert(flush_interval_us > 0 && !s->txn_open);
+    assert(flush_interval_us > 0 && restart_bytes > 0 && !s->txn_open);
     int rc = take_over_log(s, err);
     if (rc) return rc;
     s->long_txn = s->redo_owner;
     s->flush_interval_us = flush_interval_us;
+    s->redo_restart_bytes = restart_bytes;
     return CG_OK;
 }
+
+/* store.h stopped: fail_stop ran; every call is refused until the file is reopened. */
+static bool sq_stopped(cg_store *store) { return from(store)->failed; }
 
 /* ---- members ---- */
 
@@ -1575,6 +1580,7 @@ static const cg_store_ops sqlite_ops = {
     .cache_bound = sq_cache_bound,
     .flush = sq_flush,
     .log_batches = sq_log_batches,
+    .stopped = sq_stopped,
 };
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {

@@ -14,7 +14,9 @@
  * The ledger appends each batch to a redo log (ledger.db-redo, fsynced per batch) and commits
  * the database file once a second: faults on every file hit the log first; faults on the WAL
  * alone hit that commit, which must neither lose an acknowledged call nor stop the server
- * (test_disk_full_on_the_wal_alone_recovers). */
+ * (test_disk_full_on_the_wal_alone_recovers); a failed fsync of the WAL where a flush would
+ * give the log up stops the shard and loses nothing
+ * (test_failed_wal_fsync_at_log_restart_loses_nothing). */
 #include "testlib.h"
 
 #include <jansson.h>
@@ -46,6 +48,7 @@ static cp_env env;
 static char ctl[600], shim[PATH_MAX];
 static char env_preload[PATH_MAX + 16], env_match[64], env_ctl[700], env_asan[600];
 static const char *fault_match = "ledger.db"; /* the files whose writes and syncs fail */
+static const char *redo_mb;                   /* --ledger-redo-mb, when set */
 static tally t;
 static atomic_bool load_on;
 static atomic_uint port_now;
@@ -103,7 +106,7 @@ static cp_proc start_faulty(void) {
     snprintf(env_asan, sizeof env_asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", asan ? asan : "",
              asan && *asan ? ":" : "");
     const char *envs[] = {env_preload, env_match, env_ctl, env_asan, NULL};
-    const char *flags[] = {"--threads", "8", NULL};
+    const char *flags[] = {"--threads", "8", redo_mb ? "--ledger-redo-mb" : NULL, redo_mb, NULL};
     cp_proc p = cp_start(&env, flags, envs);
     assert_true(p.pid > 0);
     atomic_store(&port_now, p.port);
@@ -379,12 +382,67 @@ static void test_disk_full_on_the_wal_alone_recovers(void **s) {
     cp_env_free(&env);
 }
 
+/* A failed fsync of the WAL when a flush would restart the redo log (past --ledger-redo-mb,
+ * 1 MiB here: the first restart comes within seconds). The restart is the only moment the log
+ * is given up for the file, so the log must be kept: the shard stops and refuses (503, never
+ * 500; /readyz 503) saying so, the other shard serves on, and a restart replays the log —
+ * every acknowledged charge is there once, each pending key applies once, verify is clean. */
+static void test_failed_wal_fsync_at_log_restart_loses_nothing(void **s) {
+    (void)s;
+    fault_match = "ledger.db-wal"; /* shard 0's WAL; its redo log (ledger.db-redo) syncs */
+    redo_mb = "1";
+    fresh_env();
+    static loader ls[LOAD_THREADS];
+    pthread_t th[LOAD_THREADS];
+    cp_proc p = start_loaded(ls, th);
+    fault_set("fsync=EIO");
+    for (int i = 0; i < 1200 && atomic_load(&t.answered_503) == 0; i++) usleep(100000);
+    int ready = ready_status(p.port);
+    /* what a refused call is told: members no one created, so a charge on the serving shard
+     * is a 404 that changes nothing, and one on the stopped shard is refused */
+    char said[512] = "";
+    for (int i = 0; i < 32 && !said[0]; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"member_id\":\"probe-%d\",\"model\":\"midjourney\"}", i);
+        cp_resp r = cp_http(p.port, "POST", "/v1/charges", env.service, NULL, body, TIMEOUT_MS);
+        if (r.status == 503 && r.body) snprintf(said, sizeof said, "%s", r.body);
+        cp_resp_free(&r);
+    }
+    stop_load(th);
+    long acked = atomic_load(&t.acked), answered_503 = atomic_load(&t.answered_503);
+    int injected_wal = faults_injected_in("-wal");
+    cp_stop(&p, SIGTERM, 30000);
+    fault_set("");
+    redo_mb = NULL;
+    p = start_faulty(); /* same files, no fault: the log replays */
+    int64_t checked = check_after(p.port, ls);
+    int status = cp_stop(&p, SIGTERM, 30000);
+    verify_clean();
+    fault_match = "ledger.db";
+    printf("  fsync=EIO on the WAL at the log's restart: %d faults injected; answers: %ld 2xx, "
+           "%ld 503, %ld 500, %ld none; /readyz after: %d; refusal: %.160s; after restart %lld "
+           "acknowledged charges read back, pending keys applied once, verify clean\n",
+           injected_wal, acked, answered_503, (long)atomic_load(&t.answered_500),
+           (long)atomic_load(&t.no_answer), ready, said, (long long)checked);
+    assert_true(injected_wal > 0);                   /* the WAL's fsync was tried, and failed */
+    assert_true(answered_503 > 0);                   /* shard 0 then refused */
+    assert_non_null(strstr(said, "write-ahead log")); /* and says why */
+    assert_int_equal(ready, 503);
+    assert_int_equal(atomic_load(&t.answered_500), 0);
+    assert_int_equal(atomic_load(&t.no_answer), 0);
+    assert_int_equal(atomic_load(&t.answered_other), 0);
+    assert_true(acked > 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cp_env_free(&env);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_disk_full_answers_503_and_recovers),
         cmocka_unit_test(test_write_eio_answers_503_and_recovers),
         cmocka_unit_test(test_failed_fsync_refuses_until_restart_and_loses_nothing),
         cmocka_unit_test(test_disk_full_on_the_wal_alone_recovers),
+        cmocka_unit_test(test_failed_wal_fsync_at_log_restart_loses_nothing),
     };
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
 }

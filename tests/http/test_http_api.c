@@ -1088,6 +1088,13 @@ static void test_config_precedence_flags_env_file(void **state) {
     char *argv10[] = {"--ledger-cache-mb", "0"};
     assert_int_equal(cg_http_config_load(&c, 2, argv10, &err), CG_EINVAL);
     assert_string_equal(err.field, "ledger_cache_mb");
+    assert_int_equal(c.ledger_redo_mb, CG_LEDGER_REDO_MB_DEFAULT);
+    char *argv11[] = {"--ledger-redo-mb", "1"};
+    assert_cg_ok(cg_http_config_load(&c, 2, argv11, &err), err);
+    assert_int_equal(c.ledger_redo_mb, 1);
+    char *argv12[] = {"--ledger-redo-mb", "4097"};
+    assert_int_equal(cg_http_config_load(&c, 2, argv12, &err), CG_EINVAL);
+    assert_string_equal(err.field, "ledger_redo_mb");
     unsetenv("CREDITGATE_THREADS");
     unsetenv("CREDITGATE_BODY_BYTES_MAX");
 }
