@@ -28,7 +28,8 @@
 
 /* Limits (TIGER_STYLE: a limit on everything that grows). */
 #define CG_MEMBER_ID_BYTES_MAX 64       /* including NUL */
-#define CG_OBJECT_ID_BYTES_MAX 32       /* grant / charge ids: "gr_" / "ch_" + 16 hex */
+#define CG_OBJECT_ID_BYTES_MAX 32       /* grant ids "gr_" + 16 hex; charge ids "ch_t" + 21
+                                           hex in creation order (before: "ch_" + 16 hex) */
 #define CG_IDEMPOTENCY_KEY_BYTES_MAX 128
 #define CG_GRANT_NOTE_BYTES_MAX 256
 #define CG_REASON_CODE_BYTES_MAX 32

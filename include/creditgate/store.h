@@ -150,6 +150,8 @@ typedef struct cg_store_ops {
     int (*data_version)(cg_store *store, int64_t *version, cg_err *err);
     /* A member's charges, newest first (created_at_us, then charge_id, both descending),
      * strictly before (before_at_us, before_id) when before_id is non-empty; at most limit.
+     * SQLite orders the ids made in creation order ("ch_t…", since schema 5) by id alone,
+     * which is the same order unless the clock stepped back between two charges.
      * NULL: cg_ledger_charges answers CG_EINVAL ("not supported by this backend"). */
     int (*charges_page)(cg_store *store, const char *member_id, int64_t before_at_us,
                         const char *before_id, int limit, cg_charge *out, int *count,

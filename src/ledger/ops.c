@@ -36,6 +36,20 @@ static void new_id(const char *prefix, char *out, size_t out_bytes) {
     snprintf(out, out_bytes, "%s%s", prefix, hex);
 }
 
+/* A charge id that sorts in creation order: "ch_t", 13 hex digits of an instant that only
+ * grows (now, or one microsecond past the last id), 8 random hex digits — 25 characters.
+ * Listing a member's charges newest first then needs no index of its own (SQLite store);
+ * older ids are "ch_" and 16 random hex digits, and sort before every "ch_t" id. */
+static void new_charge_id(ledger_shard *l, int64_t now_us, char *out, size_t out_bytes) {
+    int64_t t = now_us > l->charge_id_us ? now_us : l->charge_id_us + 1;
+    l->charge_id_us = t;
+    uint8_t raw[4];
+    randombytes_buf(raw, sizeof raw);
+    char hex[2 * sizeof raw + 1];
+    sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+    snprintf(out, out_bytes, "ch_t%013" PRIx64 "%s", (uint64_t)t, hex);
+}
+
 /* Truncating string copy; not snprintf, which cost ~5% of a charge in callgrind. */
 static void copy(char *dst, size_t dst_bytes, const char *src) {
     assert(dst_bytes > 0);
@@ -468,7 +482,7 @@ static int op_charge(ledger_shard *l, ledger_op *op, int64_t now_us) {
     uint8_t hash[16];
     charge_hash(in, hash);
     char charge_id[CG_OBJECT_ID_BYTES_MAX], replay_id[CG_OBJECT_ID_BYTES_MAX];
-    new_id("ch_", charge_id, sizeof charge_id);
+    new_charge_id(l, now_us, charge_id, sizeof charge_id);
     bool found;
     idem_call ic;
     rc = idem_begin(s, &ic, in->member_id, in->idempotency_key, OP_CHARGE, hash, charge_id,

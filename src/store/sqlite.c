@@ -98,7 +98,10 @@ static const char *const migrations[] = {
      "ALTER TABLE charges_v5 RENAME TO charges;"
      "CREATE UNIQUE INDEX charges_id ON charges (member_id, charge_id);"
      "CREATE INDEX charges_due ON charges (expires_at_us) WHERE status = 0;"
-     "CREATE INDEX charges_by_time ON charges (member_id, created_at_us, charge_id);"
+     /* charge ids are now made in creation order ("ch_t…", ops.c), so charges_id lists a
+      * member's new charges newest first; the time index is kept for the older ids only */
+     "CREATE INDEX charges_by_time ON charges (member_id, created_at_us, charge_id)"
+     " WHERE substr(charge_id, 4, 1) < 't';"
      "CREATE TABLE journal_v5 (member_id TEXT NOT NULL, seq INTEGER NOT NULL,"
      " at_us INTEGER NOT NULL, kind INTEGER NOT NULL, grant_id TEXT NOT NULL,"
      " charge_id TEXT NOT NULL, delta_remaining INTEGER NOT NULL,"
@@ -138,6 +141,7 @@ enum {
     ST_IDEM_CLAIM, ST_DATA_VERSION, ST_CHARGES_FIRST, ST_CHARGES_AFTER, ST_GRANT_UPDATE_CREDITS,
     ST_GRANT_UPDATE_AMOUNTS,
     ST_REDO_GET, ST_REDO_SET, ST_BATCH, ST_BATCH_RELEASE, ST_BATCH_ROLLBACK, ST_IDEM_DUE,
+    ST_CHARGES_ORDERED, /* new ids at the end only: redo records name statements by number */
     ST_COUNT
 };
 
@@ -221,9 +225,17 @@ static const char *const statement_sql[ST_COUNT] = {
                       " created_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
                       " ON CONFLICT (member_id, key) DO NOTHING",
     [ST_DATA_VERSION] = "PRAGMA data_version",
+    /* A member's charges newest first (sq_charges_page): ids in creation order ("ch_t…",
+     * ops.c) by the charges_id index, then older random ids by the partial charges_by_time
+     * index, whose WHERE the two statements repeat word for word so that SQLite uses it. */
+    [ST_CHARGES_ORDERED] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = ?1"
+                           " AND charge_id >= 'ch_t' AND charge_id < ?3"
+                           " ORDER BY charge_id DESC LIMIT ?4",
     [ST_CHARGES_FIRST] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = ?1"
+                         " AND substr(charge_id, 4, 1) < 't'"
                          " ORDER BY created_at_us DESC, charge_id DESC LIMIT ?4",
     [ST_CHARGES_AFTER] = "SELECT " CHARGE_COLS " FROM charges WHERE member_id = ?1"
+                         " AND substr(charge_id, 4, 1) < 't'"
                          " AND (created_at_us, charge_id) < (?2, ?3)"
                          " ORDER BY created_at_us DESC, charge_id DESC LIMIT ?4",
     /* `expired` unchanged (nearly always): not setting it spares the grants_due partial index,
@@ -1012,23 +1024,42 @@ static int sq_charge_update(cg_store *store, const cg_charge *c, cg_err *err) {
     return exec_done(s, st, err, "update charge");
 }
 
+/* Steps st into out[*n..limit); resets it. */
+static int charges_rows(sqlite_store *s, sqlite3_stmt *st, int limit, cg_charge *out, int *n,
+                        cg_err *err) {
+    int rc = SQLITE_DONE;
+    while (*n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) read_charge(st, &out[(*n)++]);
+    if (*n == limit) rc = SQLITE_DONE;
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? CG_OK : db_fail(s, err, "list charges");
+}
+
+/* Newest first: the ids made in creation order ("ch_t…", every charge since schema 5), then
+ * the older random ids by created_at_us — every one of them older than any "ch_t" id. */
 static int sq_charges_page(cg_store *store, const char *member_id, int64_t before_at_us,
                            const char *before_id, int limit, cg_charge *out, int *count,
                            cg_err *err) {
     sqlite_store *s = from(store);
     bool first = !before_id || !*before_id;
-    sqlite3_stmt *st = stmt(s, first ? ST_CHARGES_FIRST : ST_CHARGES_AFTER);
-    bind_text(st, 1, member_id);
-    sqlite3_bind_int64(st, 2, before_at_us);
-    bind_text(st, 3, before_id);
-    sqlite3_bind_int(st, 4, limit);
-    int n = 0, rc = SQLITE_DONE;
-    while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) read_charge(st, &out[n++]);
-    if (n == limit) rc = SQLITE_DONE;
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return db_fail(s, err, "list charges");
-    *count = n;
-    return CG_OK;
+    bool past_ordered = !first && strncmp(before_id, "ch_t", 4) < 0; /* the cursor is old */
+    int n = 0, rc = CG_OK;
+    if (!past_ordered) {
+        sqlite3_stmt *st = stmt(s, ST_CHARGES_ORDERED);
+        bind_text(st, 1, member_id);
+        bind_text(st, 3, first ? "ch_u" : before_id);
+        sqlite3_bind_int(st, 4, limit);
+        rc = charges_rows(s, st, limit, out, &n, err);
+    }
+    if (!rc && n < limit) {
+        sqlite3_stmt *st = stmt(s, past_ordered ? ST_CHARGES_AFTER : ST_CHARGES_FIRST);
+        bind_text(st, 1, member_id);
+        sqlite3_bind_int64(st, 2, before_at_us);
+        bind_text(st, 3, past_ordered ? before_id : "");
+        sqlite3_bind_int(st, 4, limit - n);
+        rc = charges_rows(s, st, limit, out, &n, err);
+    }
+    *count = rc ? 0 : n;
+    return rc;
 }
 
 static int sq_charges_due(cg_store *store, int64_t now_us, cg_store_ref *out, int max,

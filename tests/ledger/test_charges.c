@@ -408,6 +408,41 @@ static void test_charge_with_capture_is_idempotent_and_refuses_like_a_hold(void 
     assert_verify_clean(l);
 }
 
+/* Charge ids sort in creation order ("ch_t" + 21 hex), also when the clock stands still or
+ * steps back, and a member's charges list newest first, page by page. */
+static void test_charge_ids_sort_in_creation_order(void **state) {
+    cg_ledger *l = *state;
+    put_member(l, "m1", "free", "monthly", T0 - DAY_US, 0);
+    grant_simple(l, "m1", 1000);
+    enum { N = 7 };
+    char ids[N][CG_OBJECT_ID_BYTES_MAX];
+    for (int i = 0; i < N; i++) { /* the clock stands still, except one step forward */
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        if (i == 5) fx_now_us += DAY_US;
+        cg_charge c = charge_mj(l, "m1", key);
+        snprintf(ids[i], sizeof ids[i], "%s", c.charge_id);
+        assert_int_equal(strlen(ids[i]), 25);
+        assert_memory_equal(ids[i], "ch_t", 4);
+        if (i) assert_true(strcmp(ids[i - 1], ids[i]) < 0);
+    }
+    static cg_charge page[3];
+    char before[CG_CHARGES_CURSOR_BYTES_MAX] = "", next[CG_CHARGES_CURSOR_BYTES_MAX];
+    int seen = 0;
+    cg_err err = {0};
+    for (;;) {
+        int n = 0;
+        assert_cg_ok(cg_ledger_charges(l, "m1", before, 3, page, &n, next, &err), err);
+        for (int i = 0; i < n; i++, seen++) assert_string_equal(page[i].charge_id, ids[N - 1 - seen]);
+        if (!next[0]) break;
+        snprintf(before, sizeof before, "%s", next);
+    }
+    assert_int_equal(seen, N);
+    fx_now_us -= HOUR_US; /* the clock steps back: the next id still sorts after */
+    cg_charge c = charge_mj(l, "m1", "k-back");
+    assert_true(strcmp(ids[N - 1], c.charge_id) < 0);
+}
+
 static int64_t holds_open(cg_ledger *l) {
     cg_ledger_stats st;
     cg_ledger_stats_get(l, &st);
@@ -593,6 +628,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_expired_hold_backlog_drains, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_with_capture_spends_at_once, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_with_capture_is_idempotent_and_refuses_like_a_hold, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_charge_ids_sort_in_creation_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_open_holds, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_set_engine_applies_to_the_next_call, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_charge_uses_member_state_at_instant_of_use, fx_setup, fx_teardown),

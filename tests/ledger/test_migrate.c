@@ -1,10 +1,12 @@
 /* test_migrate.c — schema migration 5 of a SQLite ledger (src/store/sqlite.c): charges,
  * journal and idempotency keys move from member-keyed WITHOUT ROWID tables to rowid tables
- * with unique (member_id, ...) indexes. A ledger with every kind of charge and movement is written, its
- * files are put back in the version-4 layout (the tables as migration 1 made them, rows and
- * all), and reopening migrates them: every charge, page of charges, journal entry and balance
- * reads back as before, verify is clean, the journal still refuses edits, and new calls work.
- * SQLite only. */
+ * with unique (member_id, ...) indexes, and the time index keeps only the charge ids made
+ * before ("ch_" + 16 hex; newer ids sort in creation order). A ledger with every kind of
+ * charge and movement is written, its files are put back in the version-4 layout (the tables
+ * as migration 1 made them, rows and all, charge ids as they were then), and reopening
+ * migrates them: every charge, page of charges, journal entry and balance reads back as
+ * before, verify is clean, the journal still refuses edits, a hold made before settles, and
+ * new charges list ahead of the old ones. SQLite only. */
 #include "ledger_fixture.h"
 
 #include <sqlite3.h>
@@ -13,7 +15,17 @@
 #define MIG_CHARGES_MAX 64
 #define MIG_ENTRIES_MAX 200
 
-/* The version-4 layout of charges, journal and keys, filled from the current tables. */
+/* A charge id as creditgate made them before schema 5 ("ch_" + 16 hex): the last 16 hex
+ * digits of a "ch_t" id, in SQL and in C. */
+#define OLD_ID(col) "CASE WHEN " col " LIKE 'ch_t%' THEN 'ch_' || substr(" col ", 10, 16) ELSE " \
+                    col " END"
+
+static void old_id(char *id) {
+    if (!strncmp(id, "ch_t", 4)) memmove(id + 3, id + 9, strlen(id + 9) + 1);
+}
+
+/* The version-4 layout of charges, journal and keys, filled from the current tables, charge
+ * ids as they were then. */
 static const char downgrade_sql[] =
     "CREATE TABLE charges_v4 (member_id TEXT NOT NULL, charge_id TEXT NOT NULL,"
     " status INTEGER NOT NULL, model TEXT NOT NULL, variant TEXT NOT NULL, count INTEGER NOT NULL,"
@@ -24,7 +36,10 @@ static const char downgrade_sql[] =
     " refunded INTEGER NOT NULL, parts TEXT NOT NULL, created_at_us INTEGER NOT NULL,"
     " expires_at_us INTEGER NOT NULL, settled_at_us INTEGER NOT NULL,"
     " PRIMARY KEY (member_id, charge_id)) WITHOUT ROWID;"
-    "INSERT INTO charges_v4 SELECT * FROM charges;"
+    "INSERT INTO charges_v4 SELECT member_id, " OLD_ID("charge_id") ", status, model, variant,"
+    " count, agent_model, agent_kind, prompt, at_us, plan, billing, joined_at_us, policy_version,"
+    " items, credits, held, captured, refunded, parts, created_at_us, expires_at_us,"
+    " settled_at_us FROM charges;"
     "DROP TABLE charges;"
     "ALTER TABLE charges_v4 RENAME TO charges;"
     "CREATE INDEX charges_due ON charges (expires_at_us) WHERE status = 0;"
@@ -33,7 +48,8 @@ static const char downgrade_sql[] =
     " kind INTEGER NOT NULL, grant_id TEXT NOT NULL, charge_id TEXT NOT NULL,"
     " delta_remaining INTEGER NOT NULL, delta_held INTEGER NOT NULL, note TEXT NOT NULL,"
     " PRIMARY KEY (member_id, seq)) WITHOUT ROWID;"
-    "INSERT INTO journal_v4 SELECT * FROM journal;"
+    "INSERT INTO journal_v4 SELECT member_id, seq, at_us, kind, grant_id, " OLD_ID("charge_id")
+    ", delta_remaining, delta_held, note FROM journal;"
     "DROP TABLE journal;"
     "ALTER TABLE journal_v4 RENAME TO journal;"
     "CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal"
@@ -43,7 +59,8 @@ static const char downgrade_sql[] =
     "CREATE TABLE idempotency_v4 (member_id TEXT NOT NULL, key TEXT NOT NULL, op INTEGER NOT NULL,"
     " request_hash BLOB NOT NULL, object_id TEXT NOT NULL, created_at_us INTEGER NOT NULL,"
     " PRIMARY KEY (member_id, key)) WITHOUT ROWID;"
-    "INSERT INTO idempotency_v4 SELECT * FROM idempotency;"
+    "INSERT INTO idempotency_v4 SELECT member_id, key, op, request_hash, " OLD_ID("object_id")
+    ", created_at_us FROM idempotency;"
     "DROP TABLE idempotency;"
     "ALTER TABLE idempotency_v4 RENAME TO idempotency;"
     "CREATE INDEX idempotency_age ON idempotency (created_at_us);"
@@ -191,6 +208,10 @@ static void test_version_4_files_migrate_and_read_the_same(void **state) {
         read_view(l, m, &views[i]);
         assert_int_equal(views[i].charge_count, 8);
     }
+    for (int i = 0; i < MIG_MEMBERS; i++) { /* what the downgrade below makes of the ids */
+        for (int k = 0; k < views[i].charge_count; k++) old_id(views[i].charges[k].charge_id);
+        for (int k = 0; k < views[i].entry_count; k++) old_id(views[i].entries[k].charge_id);
+    }
     cg_ledger_config c;
     fx_config(&c, true);
     int shards = c.shards ? c.shards : 1;
@@ -257,11 +278,22 @@ static void test_version_4_files_migrate_and_read_the_same(void **state) {
     assert_int_not_equal(sqlite3_exec(db, "DELETE FROM journal", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
-    /* new calls land after the migrated rows: newest first, replayed keys still replay */
+    /* new calls land after the migrated rows: newest first, replayed keys still replay, a
+     * hold made before the migration still settles */
     cg_charge c2, done;
     fx_now_us += CG_US_PER_S;
     c2 = charge_mj(l, "mg0", "mg0-new");
+    assert_memory_equal(c2.charge_id, "ch_t", 4);
     assert_cg_ok(settle_try(l, 'c', "mg0", c2.charge_id, "mg0-new-cap", -1, &done, &err), err);
+    assert_int_equal(views[0].charges[0].status, CG_CHARGE_HELD); /* k = 7, the newest */
+    assert_cg_ok(settle_try(l, 'c', "mg0", views[0].charges[0].charge_id, "mg0-old-cap", -1,
+                            &done, &err), err);
+    static member_view mixed; /* pages of 3 cross from the new id to the old ones */
+    read_view(l, "mg0", &mixed);
+    assert_int_equal(mixed.charge_count, views[0].charge_count + 1);
+    assert_string_equal(mixed.charges[0].charge_id, c2.charge_id);
+    for (int k = 0; k < views[0].charge_count; k++)
+        assert_string_equal(mixed.charges[k + 1].charge_id, views[0].charges[k].charge_id);
     cg_charge page[2];
     int n = 0;
     char next[CG_CHARGES_CURSOR_BYTES_MAX];
