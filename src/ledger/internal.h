@@ -136,7 +136,8 @@ struct ledger_shard {
     pthread_t writer;
     ledger_op **batch;       /* config.batch_ops_max slots, writer only */
     int64_t swept_at_us;     /* last sweep, writer (or mutex holder) only */
-    int64_t charge_id_us;    /* the instant in the last charge id made, writer only */
+    int64_t charge_id_us;    /* the instant in the last charge id made, writer (or mutex
+                                holder) only */
     int64_t purge_idle_until_us; /* no key purge before this: the last found none due */
     /* the syncer: committed ops waiting for store->sync before their callers are woken */
     pthread_mutex_t sync_mu;

@@ -78,10 +78,10 @@ static const char *const migrations[] = {
     ("CREATE TABLE redo (id INTEGER PRIMARY KEY CHECK (id = 0), applied_lsn INTEGER NOT NULL);"
      "INSERT INTO redo (id, applied_lsn) VALUES (0, 0);"),
     /* 5: charges, journal and idempotency keys become rowid tables, appended in the order
-     * they are written, each with a small unique (member_id, ...) index for its lookups. Keyed by member, their
-     * big rows landed on a random leaf of the whole table: once the table outgrew the page
-     * cache, nearly every charge read a page back and dirtied one more page for the next
-     * commit. Now only the small indexes are written at random. Same columns and queries. */
+     * they are written, each with a small unique (member_id, ...) index for its lookups.
+     * Keyed by member, their rows landed on a random leaf of the whole table: once the table
+     * outgrew the page cache, nearly every charge read a page back and dirtied one more page
+     * for the next commit. Now only the small indexes are written at random. */
     ("CREATE TABLE charges_v5 (member_id TEXT NOT NULL, charge_id TEXT NOT NULL,"
      " status INTEGER NOT NULL, model TEXT NOT NULL, variant TEXT NOT NULL,"
      " count INTEGER NOT NULL, agent_model TEXT NOT NULL, agent_kind TEXT NOT NULL,"
@@ -1053,8 +1053,10 @@ static int sq_charges_page(cg_store *store, const char *member_id, int64_t befor
     if (!rc && n < limit) {
         sqlite3_stmt *st = stmt(s, past_ordered ? ST_CHARGES_AFTER : ST_CHARGES_FIRST);
         bind_text(st, 1, member_id);
-        sqlite3_bind_int64(st, 2, before_at_us);
-        bind_text(st, 3, past_ordered ? before_id : "");
+        if (past_ordered) {
+            sqlite3_bind_int64(st, 2, before_at_us);
+            bind_text(st, 3, before_id);
+        }
         sqlite3_bind_int(st, 4, limit - n);
         rc = charges_rows(s, st, limit, out, &n, err);
     }

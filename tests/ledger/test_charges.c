@@ -1,6 +1,7 @@
 /* test_charges.c — every state transition of a charge (held → captured → refunded, held →
- * released, held → expired, captured at once → refunded) and every refusal: capture twice, release after capture, refund
- * more than captured, unknown charge, insufficient credits. Backend from CG_TEST_DB. */
+ * released, held → expired, captured at once → refunded) and every refusal: capture twice,
+ * release after capture, refund more than captured, unknown charge, insufficient credits.
+ * Backend from CG_TEST_DB. */
 #include "ledger_fixture.h"
 
 static void test_charge_holds_then_capture_spends(void **state) {
