@@ -3,8 +3,8 @@
  * only through store.h, so SQLite (default) and PostgreSQL behave identically.
  *
  * Threading: a cg_ledger is shared by any number of threads. Every call is queued to ONE writer
- * thread that applies many queued calls in one transaction (each inside its own savepoint, so a
- * failing call rolls back only itself), commits once — one fsync for the whole batch — and only
+ * thread that applies many queued calls in one transaction (a refused call undoes only itself:
+ * see docs/ledger.md, "Group commit"), commits once — one fsync for the whole batch — and only
  * then wakes each caller with its own result ("group commit"). A call that returned CG_OK is
  * durable. Reads go through the same queue, so a caller always reads its own writes.
  *

@@ -139,8 +139,9 @@ typedef struct cg_store_ops {
 
     /* Inserts the key unless (member_id, key) exists: *claimed true when inserted; otherwise
      * *existing is the stored row and nothing was written. One statement instead of idem_get
-     * before the effect and idem_insert after it (the ledger claims first and rolls its
-     * savepoint back if the call fails). NULL: idem_get + idem_insert. */
+     * before the effect and idem_insert after it (the ledger claims once the call's checks
+     * passed, or first and rolls its savepoint back if the call fails). NULL: idem_get +
+     * idem_insert. */
     int (*idem_claim)(cg_store *store, const cg_store_idem *row, bool *claimed,
                       cg_store_idem *existing, cg_err *err);
     /* A counter that changes whenever ANOTHER connection or process committed to the database
@@ -192,6 +193,18 @@ typedef struct cg_store_ops {
      * reopening can clear (SQLite: a flush whose fsync of the file failed — what the file
      * holds is then unknown, and the redo log replays at the next open). NULL: never. */
     bool (*stopped)(cg_store *store);
+    /* Like begin, for a store whose batches carry a cost only a rollback needs (SQLite's long
+     * transaction: a savepoint per batch, which copies every page the batch first touches).
+     * *bare: the batch was begun without it, and `rollback` then undoes every batch since the
+     * store last committed its file and has the next begin replay them from the log — so the
+     * ledger, which asks for this only together with `changes`, keeps rollbacks for failures
+     * and runs the calls that may be refused after writing in savepoints of their own. *bare
+     * false: an ordinary batch. NULL: begin. */
+    int (*begin_bare)(cg_store *store, bool *bare, cg_err *err);
+    /* Rows inserted, updated or deleted on this connection so far: a call refused with the
+     * count unchanged wrote nothing, and the batch goes on without a rollback. NULL: the
+     * ledger takes every refused call as having written. */
+    int64_t (*changes)(cg_store *store);
 } cg_store_ops;
 
 /* Every backend's handle starts with this. */

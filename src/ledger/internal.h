@@ -14,6 +14,8 @@
 
 typedef struct ledger_shard ledger_shard; /* below */
 
+#define LEDGER_ID_RANDOM_BYTES 256 /* a charge id's random part is drawn this many bytes at
+                                      a time: one getrandom call per 64 ids, not per id */
 #define LEDGER_PRIORITY_DEFAULT 50
 #define LEDGER_PRIORITY_MAX 100
 
@@ -138,6 +140,8 @@ struct ledger_shard {
     int64_t swept_at_us;     /* last sweep, writer (or mutex holder) only */
     int64_t charge_id_us;    /* the instant in the last charge id made, writer (or mutex
                                 holder) only */
+    uint8_t id_random[LEDGER_ID_RANDOM_BYTES]; /* random bytes for charge ids, drawn */
+    int id_random_used;                        /* in bulk; same owner as charge_id_us */
     int64_t purge_idle_until_us; /* no key purge before this: the last found none due */
     /* the syncer: committed ops waiting for store->sync before their callers are woken */
     pthread_mutex_t sync_mu;
@@ -178,6 +182,12 @@ int64_t ledger_now_us(const ledger_shard *shard);
 
 /* Applies one op inside the current transaction (the caller brackets it in a savepoint). */
 int ledger_apply(ledger_shard *ledger, ledger_op *op, int64_t now_us);
+/* Whether ops of this kind make every refusal before their first write (charge, capture,
+ * release, the reads): a refused one leaves nothing to undo, so it needs no savepoint. */
+bool ledger_op_refuses_first(ledger_op_kind kind);
+/* Whether rc is a refusal by the rules (bad input, unknown, conflict, credits, limit, state),
+ * not the store failing. */
+bool ledger_rc_is_refusal(int rc);
 /* Expires due holds and grants and purges old idempotency keys, each bounded per call by
  * CG_LEDGER_SWEEP_PER_BATCH_MAX, each item in its own savepoint. *more: a listing came back
  * full, so another round may find more. */

@@ -113,10 +113,17 @@ static int purge_keys(ledger_shard *l, int64_t now_us, int n_ops, cg_err *err) {
     return rc;
 }
 
-/* Opens a batch's transaction: begin, the cache check, the due sweep and the key purge. */
-static int batch_begin(ledger_shard *l, int64_t now_us, int n, cg_err *err) {
+/* Opens a batch's transaction: begin, the cache check, the due sweep and the key purge.
+ * bare non-NULL: a bare batch if the store has them (store.h begin_bare; *bare says). */
+static int batch_begin(ledger_shard *l, int64_t now_us, int n, bool *bare, cg_err *err) {
     cg_store *s = l->store;
-    int rc = s->ops->begin(s, err);
+    int rc;
+    if (bare && s->ops->begin_bare && s->ops->changes) {
+        rc = s->ops->begin_bare(s, bare, err);
+    } else {
+        if (bare) *bare = false;
+        rc = s->ops->begin(s, err);
+    }
     if (!rc) rc = cache_check(l, err);
     if (!rc) rc = sweep_if_due(l, now_us, n, err);
     if (!rc && n > 0) rc = purge_keys(l, now_us, n, err);
@@ -157,10 +164,15 @@ static void publish_stats(ledger_shard *l, int n) {
  *
  * Savepoints cost a fifth of a call's instructions (SQLite copies every page an op first
  * touches into its statement journal), and they only matter when an op is refused after
- * some of its writes. So ops run bare until one is refused; then the transaction is rolled
- * back and the ops before it are applied again, each in a savepoint, as is the rest of the
- * batch. They meet the same state at the same instant, so they come to the same results (new
- * ids aside, which nobody has seen yet): a refusal costs at most its batch once more. */
+ * some of its writes. So ops run bare, and a refusal that changed no rows (store `changes`)
+ * needs nothing undone: charges decide every refusal before their first write. In a bare
+ * batch (store.h begin_bare: no savepoint around the batch either) the kinds that may be
+ * refused after writing run in a savepoint of their own. Otherwise — a refusal after writes,
+ * or a store without `changes` — the transaction is rolled back and the ops before it are
+ * applied again, each in a savepoint, as is the rest of the batch. They meet the same state
+ * at the same instant, so they come to the same results (new ids aside, which nobody has seen
+ * yet): a refusal costs at most its batch once more (a bare batch's rollback, the replay of
+ * the batches since the store's last flush too, which only a failing store should cause). */
 static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
     cg_store *s = l->store;
     cg_err err = {0};
@@ -173,18 +185,23 @@ static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
     }
     int64_t swept_at_us = l->swept_at_us;
     l->holds_delta = 0;
-    int rc = batch_begin(l, now_us, n, &err);
+    bool bare = false;
+    int rc = batch_begin(l, now_us, n, &bare, &err);
     bool guarded = false;
     for (int i = 0; i < n && !rc; i++) {
         ledger_op *op = ops[i];
-        if (guarded) {
+        if (guarded || (bare && !ledger_op_refuses_first(op->kind))) {
             rc = apply_guarded(l, op, now_us, &err);
             continue;
         }
+        int64_t changes = s->ops->changes ? s->ops->changes(s) : -1;
         ledger_cache_op_begin(l->cache);
         op->rc = ledger_apply(l, op, now_us);
         assert(op->rc <= 0);
         if (!op->rc) continue;
+        /* refused before any write: the cache changes only with the store, so it holds */
+        if (changes >= 0 && ledger_rc_is_refusal(op->rc) && s->ops->changes(s) == changes)
+            continue;
         int refused = op->rc;
         cg_err refusal = op->err;
         cg_err ignored;
@@ -193,7 +210,7 @@ static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
         l->swept_at_us = swept_at_us; /* the sweep, too, runs again */
         l->holds_delta = 0;
         guarded = true;
-        rc = batch_begin(l, now_us, n, &err);
+        rc = batch_begin(l, now_us, n, NULL, &err);
         for (int k = 0; k < i && !rc; k++) rc = apply_guarded(l, ops[k], now_us, &err);
         op->rc = refused;
         op->err = refusal;

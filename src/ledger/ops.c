@@ -1,8 +1,8 @@
-/* ops.c — the ledger's rules, applied by the writer inside one savepoint per call: members,
- * grants, charge = quote + hold, capture, release, refund, the expiry sweep and the reads.
- * Storage-independent: rows come and go only through store.h; no locking here (the writer
- * is the only thread in this file at a time). Every movement of credits appends to the
- * journal in the same savepoint as the row it changes, so verify.c can recompute everything. */
+/* ops.c — the ledger's rules, applied by the writer one call at a time (ledger.c run_batch):
+ * members, grants, charge = quote + hold, capture, release, refund, the expiry sweep and the
+ * reads. Storage-independent: rows come and go only through store.h; no locking here (the
+ * writer is the only thread in this file at a time). Every movement of credits appends to the
+ * journal in the same transaction as the row it changes, so verify.c can recompute everything. */
 #include "internal.h"
 
 #include <assert.h>
@@ -41,13 +41,25 @@ static void new_id(const char *prefix, char *out, size_t out_bytes) {
  * Listing a member's charges newest first then needs no index of its own (SQLite store);
  * older ids are "ch_" and 16 random hex digits, and sort before every "ch_t" id. */
 static void new_charge_id(ledger_shard *l, int64_t now_us, char *out, size_t out_bytes) {
+    static const char digits[] = "0123456789abcdef";
+    enum { TIME_HEX = 13, RANDOM_BYTES = 4, ID_CHARS = 4 + TIME_HEX + 2 * RANDOM_BYTES };
+    _Static_assert(ID_CHARS < CG_OBJECT_ID_BYTES_MAX, "a charge id fits an object id");
+    _Static_assert(LEDGER_ID_RANDOM_BYTES % RANDOM_BYTES == 0, "ids take whole draws");
+    assert(out_bytes > ID_CHARS);
     int64_t t = now_us > l->charge_id_us ? now_us : l->charge_id_us + 1;
     l->charge_id_us = t;
-    uint8_t raw[4];
-    randombytes_buf(raw, sizeof raw);
-    char hex[2 * sizeof raw + 1];
-    sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
-    snprintf(out, out_bytes, "ch_t%013" PRIx64 "%s", (uint64_t)t, hex);
+    if (l->id_random_used == 0) randombytes_buf(l->id_random, sizeof l->id_random);
+    const uint8_t *raw = l->id_random + l->id_random_used;
+    l->id_random_used = (l->id_random_used + RANDOM_BYTES) % LEDGER_ID_RANDOM_BYTES;
+    memcpy(out, "ch_t", 4);
+    assert((uint64_t)t >> (4 * TIME_HEX) == 0); /* until the year 2112 */
+    for (int i = 0; i < TIME_HEX; i++)
+        out[4 + i] = digits[((uint64_t)t >> (4 * (TIME_HEX - 1 - i))) & 15];
+    for (int i = 0; i < RANDOM_BYTES; i++) {
+        out[4 + TIME_HEX + 2 * i] = digits[raw[i] >> 4];
+        out[4 + TIME_HEX + 2 * i + 1] = digits[raw[i] & 15];
+    }
+    out[ID_CHARS] = 0;
 }
 
 /* Truncating string copy; not snprintf, which cost ~5% of a charge in callgrind. */
@@ -418,19 +430,18 @@ static int charge_quote(ledger_shard *l, const cg_charge_input *in, int64_t at_u
     return CG_OK;
 }
 
-/* Reserves c->credits from the member's live grants in spending order, or with `spend`
- * takes them at once (a charge captured in the same call: one capture entry per grant). */
-static int charge_hold(ledger_shard *l, cg_charge *c, bool spend, journal *j, int64_t now_us,
-                       cg_err *err) {
+/* Picks the member's live grants with free credits into l->scratch_grants, in spending
+ * order (*live of them), or refuses with CG_EINSUFFICIENT. Reads only: charge_take spends. */
+static int charge_plan(ledger_shard *l, cg_charge *c, int64_t now_us, int *live, cg_err *err) {
     cg_grant *g = l->scratch_grants;
     int count = 0;
     int rc = lg_grants_open(l, c->member_id, g, CG_MEMBER_GRANTS_MAX, &count, err);
-    int live = 0;
     int64_t available = 0;
+    *live = 0;
     for (int i = 0; !rc && i < count; i++)
         if (grant_live(&g[i], now_us) && grant_free(&g[i]) > 0) {
-            g[live] = g[i];
-            available += grant_free(&g[live++]);
+            g[*live] = g[i];
+            available += grant_free(&g[(*live)++]);
         }
     if (!rc && available < c->credits) {
         c->credits_available = available;
@@ -438,8 +449,17 @@ static int charge_hold(ledger_shard *l, cg_charge *c, bool spend, journal *j, in
                               "insufficient credits: this needs %" PRId64 " credits, %" PRId64
                               " available; nothing was held", c->credits, available);
     }
-    if (!rc) qsort(g, (size_t)live, sizeof *g, grant_order);
+    if (!rc) qsort(g, (size_t)*live, sizeof *g, grant_order);
+    return rc;
+}
+
+/* Reserves c->credits from the grants charge_plan picked, or with `spend` takes them at once
+ * (a charge captured in the same call: one capture entry per grant). */
+static int charge_take(ledger_shard *l, cg_charge *c, int live, bool spend, journal *j,
+                       cg_err *err) {
+    cg_grant *g = l->scratch_grants;
     int64_t need = c->credits;
+    int rc = CG_OK;
     for (int i = 0; !rc && i < live && need > 0; i++) {
         int64_t take = grant_free(&g[i]) < need ? grant_free(&g[i]) : need;
         assert(take > 0 && c->part_count < CG_CHARGE_PARTS_MAX);
@@ -470,6 +490,14 @@ static int charge_hold(ledger_shard *l, cg_charge *c, bool spend, journal *j, in
     return rc;
 }
 
+bool ledger_rc_is_refusal(int rc) {
+    return rc == CG_EINVAL || rc == CG_ENOTFOUND || rc == CG_ECONFLICT ||
+           rc == CG_EINSUFFICIENT || rc == CG_ELIMIT || rc == CG_ESTATE;
+}
+
+/* Decides everything before its first write — quote, member, credits — so that a refusal
+ * leaves nothing to undo (ledger.c runs charges without a savepoint). A refused request may
+ * still be the replay of one that succeeded: the key is looked up then, and the replay wins. */
 static int op_charge(ledger_shard *l, ledger_op *op, int64_t now_us) {
     const cg_charge_input *in = op->in;
     cg_charge *c = op->out;
@@ -483,23 +511,40 @@ static int op_charge(ledger_shard *l, ledger_op *op, int64_t now_us) {
     charge_hash(in, hash);
     char charge_id[CG_OBJECT_ID_BYTES_MAX], replay_id[CG_OBJECT_ID_BYTES_MAX];
     new_charge_id(l, now_us, charge_id, sizeof charge_id);
-    bool found;
+    int live = 0;
+    rc = charge_quote(l, in, in->at_us ? in->at_us : now_us, c, &op->err);
+    if (!rc) {
+        copy(c->charge_id, sizeof c->charge_id, charge_id);
+        c->status = in->capture ? CG_CHARGE_CAPTURED : CG_CHARGE_HELD;
+        c->created_at_us = now_us;
+        c->expires_at_us += now_us;
+        if (in->capture) c->settled_at_us = now_us;
+        rc = charge_plan(l, c, now_us, &live, &op->err);
+    }
+    bool found = false;
+    if (rc && ledger_rc_is_refusal(rc)) {
+        cg_err refused = op->err;
+        int lookup = idem_lookup(s, in->member_id, in->idempotency_key, OP_CHARGE, hash,
+                                 replay_id, &found, &op->err);
+        if (lookup) return lookup;
+        if (!found) {
+            op->err = refused;
+            return rc;
+        }
+        rc = CG_OK;
+    }
     idem_call ic;
-    rc = idem_begin(s, &ic, in->member_id, in->idempotency_key, OP_CHARGE, hash, charge_id,
-                    now_us, replay_id, &found, &op->err);
+    if (!found && !rc)
+        rc = idem_begin(s, &ic, in->member_id, in->idempotency_key, OP_CHARGE, hash,
+                        charge_id, now_us, replay_id, &found, &op->err);
     if (rc) return rc;
     if (found) {
         if (op->replayed) *op->replayed = true;
+        memset(c, 0, sizeof *c);
         return s->ops->charge_get(s, in->member_id, replay_id, c, &op->err);
     }
-    if ((rc = charge_quote(l, in, in->at_us ? in->at_us : now_us, c, &op->err))) return rc;
-    copy(c->charge_id, sizeof c->charge_id, charge_id);
-    c->status = in->capture ? CG_CHARGE_CAPTURED : CG_CHARGE_HELD;
-    c->created_at_us = now_us;
-    c->expires_at_us += now_us;
-    if (in->capture) c->settled_at_us = now_us;
     journal j = {.ledger = l, .store = s, .member_id = in->member_id, .now_us = now_us};
-    if ((rc = charge_hold(l, c, in->capture, &j, now_us, &op->err))) return rc;
+    if ((rc = charge_take(l, c, live, in->capture, &j, &op->err))) return rc;
     if ((rc = s->ops->charge_insert(s, c, &op->err))) return rc;
     if ((rc = idem_end(s, &ic, &op->err))) return rc;
     if (!in->capture) l->holds_delta++;
@@ -573,8 +618,14 @@ static void settle_hash(const ledger_op *op, uint8_t hash[16]) {
     hash_final(&h, hash);
 }
 
-/* Loads the charge of a settle call; *replayed when the key already did this. */
-static int settle_begin(ledger_shard *l, ledger_op *op, uint8_t hash[16], idem_call *ic,
+/* A settle call's own rules for the charge it acts on: a refusal, or CG_OK. */
+typedef int (*settle_check_fn)(const ledger_op *op, const cg_charge *c, int64_t now_us,
+                               cg_err *err);
+
+/* Loads the charge of a settle call into op->out and checks it before anything is written;
+ * a refusal (the charge unknown, or check's) then looks the key up, for a replay (*done) or a
+ * conflict comes first. Otherwise claims the key; *done when it was already used for this. */
+static int settle_begin(ledger_shard *l, ledger_op *op, settle_check_fn check, idem_call *ic,
                         bool *done, int64_t now_us) {
     const cg_settle_input *in = op->in;
     cg_store *s = l->store;
@@ -582,42 +633,56 @@ static int settle_begin(ledger_shard *l, ledger_op *op, uint8_t hash[16], idem_c
     int rc = check_member_key(in->member_id, in->idempotency_key, &op->err);
     if (!rc) rc = check_text(in->charge_id, "charge_id", CG_OBJECT_ID_BYTES_MAX, &op->err);
     if (rc) return rc;
+    uint8_t hash[16];
     settle_hash(op, hash);
     char replay_id[CG_OBJECT_ID_BYTES_MAX];
-    rc = idem_begin(s, ic, in->member_id, in->idempotency_key, op->kind, hash, in->charge_id,
-                    now_us, replay_id, done, &op->err);
-    if (rc) return rc;
-    if (*done && op->replayed) *op->replayed = true;
+    rc = s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
+    if (!rc) rc = check(op, op->out, now_us, &op->err);
+    if (rc && ledger_rc_is_refusal(rc)) {
+        cg_err refused = op->err;
+        int lookup = idem_lookup(s, in->member_id, in->idempotency_key, op->kind, hash,
+                                 replay_id, done, &op->err);
+        if (lookup) return lookup;
+        if (!*done) {
+            op->err = refused;
+            return rc;
+        }
+        rc = CG_OK;
+    } else if (!rc) {
+        rc = idem_begin(s, ic, in->member_id, in->idempotency_key, op->kind, hash,
+                        in->charge_id, now_us, replay_id, done, &op->err);
+    }
+    if (rc || !*done) return rc;
+    if (op->replayed) *op->replayed = true;
     return s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
 }
 
-static int require_held(const cg_charge *c, ledger_op_kind kind, int64_t now_us, cg_err *err) {
+/* What a capture or release may settle: a held charge before its TTL; a capture, at most
+ * what it holds. */
+static int settle_check(const ledger_op *op, const cg_charge *c, int64_t now_us, cg_err *err) {
+    const cg_settle_input *in = op->in;
     if (c->status != CG_CHARGE_HELD)
         return cg_err_set(err, CG_ESTATE, "cannot %s charge %s: it is %s, not held",
-                          op_name(kind), c->charge_id, cg_charge_status_name(c->status));
+                          op_name(op->kind), c->charge_id, cg_charge_status_name(c->status));
     if (now_us >= c->expires_at_us)
         return cg_err_set(err, CG_ESTATE, "cannot %s charge %s: its hold expired (TTL) and its "
-                          "credits are being released", op_name(kind), c->charge_id);
+                          "credits are being released", op_name(op->kind), c->charge_id);
+    if (op->kind == OP_CAPTURE && in->credits > c->held)
+        return cg_err_set_field(err, CG_EINVAL, "credits",
+                                "cannot capture %" PRId64 " credits: only %" PRId64
+                                " are held by %s", in->credits, c->held, c->charge_id);
     return CG_OK;
 }
 
 static int op_capture_release(ledger_shard *l, ledger_op *op, int64_t now_us) {
     const cg_settle_input *in = op->in;
     cg_charge *c = op->out;
-    uint8_t hash[16];
     bool done;
     idem_call ic;
-    int rc = settle_begin(l, op, hash, &ic, &done, now_us);
+    int rc = settle_begin(l, op, settle_check, &ic, &done, now_us);
     if (rc || done) return rc;
-    if ((rc = require_held(c, op->kind, now_us, &op->err))) return rc;
     int64_t final = 0;
-    if (op->kind == OP_CAPTURE) {
-        final = in->credits < 0 ? c->held : in->credits;
-        if (final > c->held)
-            return cg_err_set_field(&op->err, CG_EINVAL, "credits",
-                                    "cannot capture %" PRId64 " credits: only %" PRId64
-                                    " are held by %s", final, c->held, c->charge_id);
-    }
+    if (op->kind == OP_CAPTURE) final = in->credits < 0 ? c->held : in->credits;
     rc = settle(l, c, final, op->kind == OP_CAPTURE ? CG_CHARGE_CAPTURED : CG_CHARGE_RELEASED,
                 now_us, &op->err);
     if (!rc) rc = idem_end(l->store, &ic, &op->err);
@@ -703,27 +768,34 @@ static int refund_parts(ledger_shard *l, cg_charge *c, int64_t amount, const cha
     return rc;
 }
 
-static int op_refund(ledger_shard *l, ledger_op *op, int64_t now_us) {
+/* What a refund may return: part or all of what a captured charge has not had back. */
+static int refund_check(const ledger_op *op, const cg_charge *c, int64_t now_us, cg_err *err) {
+    (void)now_us;
     const cg_settle_input *in = op->in;
-    cg_charge *c = op->out;
-    uint8_t hash[16];
-    bool done;
-    idem_call ic;
-    int rc = settle_begin(l, op, hash, &ic, &done, now_us);
-    if (rc || done) return rc;
     if (c->status != CG_CHARGE_CAPTURED)
-        return cg_err_set(&op->err, CG_ESTATE, "cannot refund charge %s: it is %s, not captured",
+        return cg_err_set(err, CG_ESTATE, "cannot refund charge %s: it is %s, not captured",
                           c->charge_id, cg_charge_status_name(c->status));
     int64_t refundable = c->captured - c->refunded;
     int64_t amount = in->credits < 0 ? refundable : in->credits;
     if (amount > refundable || amount <= 0)
-        return cg_err_set_field(&op->err, CG_EINVAL, "credits",
+        return cg_err_set_field(err, CG_EINVAL, "credits",
                                 "cannot refund %" PRId64 " credits: charge %s captured %" PRId64
                                 ", refunded %" PRId64 ", so at most %" PRId64 " can be refunded",
                                 amount, c->charge_id, c->captured, c->refunded, refundable);
     if (in->reason && strlen(in->reason) >= CG_GRANT_NOTE_BYTES_MAX)
-        return cg_err_set_field(&op->err, CG_ELIMIT, "reason", "reason is longer than %d bytes",
+        return cg_err_set_field(err, CG_ELIMIT, "reason", "reason is longer than %d bytes",
                                 CG_GRANT_NOTE_BYTES_MAX - 1);
+    return CG_OK;
+}
+
+static int op_refund(ledger_shard *l, ledger_op *op, int64_t now_us) {
+    const cg_settle_input *in = op->in;
+    cg_charge *c = op->out;
+    bool done;
+    idem_call ic;
+    int rc = settle_begin(l, op, refund_check, &ic, &done, now_us);
+    if (rc || done) return rc;
+    int64_t amount = in->credits < 0 ? c->captured - c->refunded : in->credits;
     if ((rc = refund_parts(l, c, amount, in->reason, now_us, &op->err))) return rc;
     c->refunded += amount;
     if ((rc = l->store->ops->charge_update(l->store, c, &op->err))) return rc;
@@ -895,6 +967,13 @@ static int op_read(ledger_shard *l, ledger_op *op, int64_t now_us) {
     default: break;
     }
     return cg_err_set(&op->err, CG_EINVAL, "unknown ledger operation %d", (int)op->kind);
+}
+
+/* A refund may still be refused after writing (CG_ELIMIT in refund_grant), and grants and
+ * member versions validate as they go. */
+bool ledger_op_refuses_first(ledger_op_kind kind) {
+    return kind == OP_CHARGE || kind == OP_CAPTURE || kind == OP_RELEASE ||
+           kind >= OP_MEMBER_GET;
 }
 
 int ledger_apply(ledger_shard *l, ledger_op *op, int64_t now_us) {

@@ -275,6 +275,7 @@ typedef struct sqlite_store {
     bool redo_owner;       /* holds the log's lock: replayed it, may append to it */
     bool long_txn;         /* log_batches: batches are savepoints of a long transaction */
     bool txn_open;         /* the long transaction is open */
+    bool batch_savepoint;  /* the batch is a savepoint in it (begin), not bare (begin_bare) */
     bool logging;          /* the statement being bound goes into the batch's record */
     int64_t txn_began_us;
     uint64_t lsn;          /* the last record written, or the last the file holds */
@@ -369,9 +370,13 @@ static int exec_simple(cg_store *store, int id, cg_err *err, const char *what) {
  * IMMEDIATE/COMMIT and sync fdatasyncs the WAL.
  *
  * Long transactions (log_batches): one SQLite transaction spans the batches of a flush
- * interval. Each batch is a savepoint in it (a refused call still rolls back alone), and
- * `commit` appends what the batch wrote — its statements and bound values — to the redo log
- * as one record; `sync` fdatasyncs that log instead of the WAL. Once per flush interval (or
+ * interval. Each batch is a savepoint in it (a refused call still rolls back alone) — or,
+ * begun by begin_bare, is not: a savepoint copies every page the batch first touches into
+ * its journal, and the ledger keeps savepoints for the calls that may need one. A bare
+ * batch's rollback undoes the whole transaction instead, and the next begin replays the log
+ * (below), which holds every batch before it. `commit` appends what the batch wrote — its
+ * statements and bound values — to the redo log as one record; `sync` fdatasyncs that log
+ * instead of the WAL. Once per flush interval (or
  * when the log passes REDO_LOG_BYTES_MAX) the writer commits the file itself with the last
  * record's lsn — without an fsync: the log still holds every record since it last
  * restarted. The log restarts (offset 0) only once the file holds all of it durably: after a
@@ -510,8 +515,10 @@ static int flush_to_file(sqlite_store *s, cg_err *err) {
     return CG_OK;
 }
 
-static int sq_begin(cg_store *st, cg_err *err) {
-    sqlite_store *s = from(st);
+/* Begins a batch: per-batch commits, BEGIN; long transactions, a savepoint in the open one
+ * (opened here, after replaying the log if a flush failed) unless the batch is bare. */
+static int begin_batch(sqlite_store *s, bool savepoint, cg_err *err) {
+    cg_store *st = &s->base;
     if (!s->long_txn) {
         int rc = take_over_log(s, err);
         return rc ? rc : exec_simple(st, ST_BEGIN, err, "begin");
@@ -542,8 +549,23 @@ static int sq_begin(cg_store *st, cg_err *err) {
         s->txn_began_us = mono_us();
     }
     assert(!redo_pending(s->redo));
-    return exec_simple(st, ST_BATCH, err, "begin batch");
+    s->batch_savepoint = savepoint;
+    return savepoint ? exec_simple(st, ST_BATCH, err, "begin batch") : CG_OK;
 }
+
+static int sq_begin(cg_store *st, cg_err *err) { return begin_batch(from(st), true, err); }
+
+/* store.h begin_bare: bare only under long transactions (per-batch commits roll back cheaply
+ * as they are). */
+static int sq_begin_bare(cg_store *st, bool *bare, cg_err *err) {
+    sqlite_store *s = from(st);
+    *bare = s->long_txn;
+    return begin_batch(s, !*bare, err);
+}
+
+/* store.h changes: rows inserted, updated or deleted on this connection so far. */
+static int64_t sq_changes(cg_store *st) { return sqlite3_total_changes64(from(st)->db); }
+
 
 /* The long transaction's flush, due or asked for. On failure the batches stay in the log and
  * the next batch replays them first (sq_begin), unless the store has stopped (fail_stop). */
@@ -566,11 +588,12 @@ static int sq_commit(cg_store *st, cg_err *err) {
         if (rc) return rc;
         s->lsn++;
     }
-    int rc = exec_simple(st, ST_BATCH_RELEASE, err, "release batch");
+    int rc = s->batch_savepoint ? exec_simple(st, ST_BATCH_RELEASE, err, "release batch") : 0;
     if (rc) {
         fail_stop(s, err);
         return rc;
     }
+    s->batch_savepoint = false;
     if (mono_us() - s->txn_began_us < s->flush_interval_us &&
         redo_bytes(s->redo) < REDO_LOG_BYTES_MAX)
         return CG_OK;
@@ -592,6 +615,15 @@ static int sq_rollback(cg_store *st, cg_err *err) {
     sqlite_store *s = from(st);
     if (!s->long_txn) return exec_simple(st, ST_ROLLBACK, err, "rollback");
     redo_discard(s->redo);
+    if (!s->batch_savepoint) {
+        /* a bare batch: the batches before it in the transaction go too, and the next begin
+         * replays them from the log, which holds them all */
+        if (!sqlite3_get_autocommit(s->db)) exec_simple(st, ST_ROLLBACK, NULL, "rollback");
+        s->txn_open = false;
+        s->replay_due = true;
+        return CG_OK;
+    }
+    s->batch_savepoint = false;
     int rc = exec_simple(st, ST_BATCH_ROLLBACK, err, "rollback batch");
     if (!rc) rc = exec_simple(st, ST_BATCH_RELEASE, err, "release batch");
     return rc;
@@ -1614,6 +1646,8 @@ static const cg_store_ops sqlite_ops = {
     .flush = sq_flush,
     .log_batches = sq_log_batches,
     .stopped = sq_stopped,
+    .begin_bare = sq_begin_bare,
+    .changes = sq_changes,
 };
 
 static int exec_sql(sqlite_store *s, const char *sql, cg_err *err) {

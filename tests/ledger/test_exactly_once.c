@@ -32,6 +32,17 @@ static void test_charge_same_key_other_request_conflicts(void **state) {
     assert_cg_ok(charge_try(l, "m1", "k1", "midjourney", NULL, &c, &err), err);
     assert_int_equal(charge_try(l, "m1", "k1", "sora", NULL, &c, &err), CG_ECONFLICT);
     assert_string_equal(err.field, "idempotency_key");
+    /* the key's answer comes before any refusal the other request would meet on its own:
+     * a model the policy does not know, a member with no state, more credits than there are */
+    assert_int_equal(charge_try(l, "m1", "k1", "no-such-model", NULL, &c, &err), CG_ECONFLICT);
+    assert_string_equal(err.field, "idempotency_key");
+    assert_int_equal(charge_try(l, "nobody", "k1", "midjourney", NULL, &c, &err), CG_ENOTFOUND);
+    put_member(l, "m2", "free", "monthly", T0 - DAY_US, 0);
+    grant_simple(l, "m2", 10);
+    assert_cg_ok(charge_try(l, "m2", "k2", "midjourney", NULL, &c, &err), err);
+    assert_int_equal(balance_of(l, "m2")->available, 0);
+    assert_int_equal(charge_try(l, "m2", "k2", "sora", NULL, &c, &err), CG_ECONFLICT);
+    assert_string_equal(err.field, "idempotency_key");
     assert_int_equal(balance_of(l, "m1")->held, 10);
 }
 
@@ -45,6 +56,12 @@ static void test_capture_replay_has_no_second_effect(void **state) {
     assert_cg_ok(settle_try(l, 'c', "m1", c.charge_id, "cap", -1, &done, &err), err);
     assert_int_equal(done.status, CG_CHARGE_CAPTURED);
     assert_int_equal(settle_try(l, 'c', "m1", c.charge_id, "cap", 5, &done, &err), CG_ECONFLICT);
+    /* the charge is no longer held, yet the key's answer comes first: a replay, a conflict */
+    assert_int_equal(settle_try(l, 'r', "m1", c.charge_id, "cap", -1, &done, &err), CG_ECONFLICT);
+    assert_string_equal(err.field, "idempotency_key");
+    assert_int_equal(settle_try(l, 'r', "m1", c.charge_id, "rel", -1, &done, &err), CG_ESTATE);
+    assert_int_equal(settle_try(l, 'c', "m1", "ch_t0000000000000unknown", "cap", -1, &done,
+                                &err), CG_ECONFLICT);
     /* a refund replay returns credits once */
     assert_cg_ok(settle_try(l, 'f', "m1", c.charge_id, "ref", 3, &done, &err), err);
     assert_cg_ok(settle_try(l, 'f', "m1", c.charge_id, "ref", 3, &done, &err), err);
