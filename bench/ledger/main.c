@@ -775,10 +775,9 @@ int main(int argc, char **argv) {
         int shards = is_group ? o.shards[(mode - 1) / o.flush_runs] : 0;
         int flush_ms = is_group ? o.flushes[(mode - 1) % o.flush_runs] : 0;
         if (is_group && flush_ms)
-            printf("group commit, %d shard(s), flush %d ms (per shard: a writer, one savepoint and "
-                   "one redo record per batch, the file committed every %d ms; a syncer, one "
-                   "fdatasync of the redo log per batch, overlapped):\n", shards, flush_ms,
-                   flush_ms);
+            printf("group commit, %d shard(s), flush %d ms (per shard: a writer, one redo "
+                   "record per batch, the file committed every %d ms; a syncer, one fdatasync "
+                   "of the redo log per batch, overlapped):\n", shards, flush_ms, flush_ms);
         else if (is_group)
             printf("group commit, %d shard(s), flush 0 (per shard: a writer, one transaction per "
                    "batch; a syncer, one fdatasync of the WAL per batch, overlapped):\n", shards);
