@@ -110,7 +110,7 @@ run: all
 
 # Each figure's program, then bench/peers/run.sh: creditgate against the peer engines and ledgers
 # (issue 8; it writes its own section of bench/RESULTS.md).
-bench: $(BENCH_BIN)
+bench: $(CLI) $(BENCH_BIN)
 	@for b in $(filter-out $(BUILD)/bench/peers,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done
 	@BUILD=$(BUILD) bench/peers/run.sh
 

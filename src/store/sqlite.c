@@ -27,12 +27,16 @@
  * members */
 #define SQLITE_CACHE_KIB (CG_LEDGER_PAGE_CACHE_MB_DEFAULT * 1024)
 #define SQLITE_BUSY_TIMEOUT_MS 5000
-/* Checkpoint once the WAL holds this many pages: rarer checkpoints write a hot page once
- * instead of once per 1000 pages (SQLite's default). A checkpoint on a second connection and
- * thread was tried: under steady writes it never finishes the WAL and re-copies pages, and on
- * this 2-core machine it cost ~20% more CPU per call for no better p99 (bench/RESULTS.md). */
-#define SQLITE_WAL_CHECKPOINT_PAGES 10000
-#define SQLITE_WAL_KEEP_BYTES (64 * 1024 * 1024)
+/* Checkpoint once the WAL holds this many pages (~117 MiB): rarer checkpoints write a hot
+ * page once instead of once per 1000 pages (SQLite's default). Each flush of the long
+ * transaction writes a shard's whole hot set (~10,000 pages at 100,000 members), so at
+ * 10,000 nearly every flush checkpointed; at 30,000 one in two or three does, for 1.05-1.11x
+ * charges/s (bench/RESULTS.md, session 6) against a larger WAL on disk and a longer WAL read
+ * at open after a crash. A checkpoint on a second connection and thread was tried: under
+ * steady writes it never finishes the WAL and re-copies pages, and on this 2-core machine it
+ * cost ~20% more CPU per call for no better p99. */
+#define SQLITE_WAL_CHECKPOINT_PAGES 30000
+#define SQLITE_WAL_KEEP_BYTES (128 * 1024 * 1024) /* the WAL file kept after a reset */
 
 /* Migration i brings the schema from version i to i + 1. Append only; never edit one. */
 static const char *const migrations[] = {
