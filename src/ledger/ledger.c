@@ -165,14 +165,15 @@ static void publish_stats(ledger_shard *l, int n) {
  * Savepoints cost a fifth of a call's instructions (SQLite copies every page an op first
  * touches into its statement journal), and they only matter when an op is refused after
  * some of its writes. So ops run bare, and a refusal that changed no rows (store `changes`)
- * needs nothing undone: charges decide every refusal before their first write. In a bare
- * batch (store.h begin_bare: no savepoint around the batch either) the kinds that may be
- * refused after writing run in a savepoint of their own. Otherwise — a refusal after writes,
- * or a store without `changes` — the transaction is rolled back and the ops before it are
- * applied again, each in a savepoint, as is the rest of the batch. They meet the same state
- * at the same instant, so they come to the same results (new ids aside, which nobody has seen
- * yet): a refusal costs at most its batch once more (a bare batch's rollback, the replay of
- * the batches since the store's last flush too, which only a failing store should cause). */
+ * needs nothing undone: charges, captures and releases decide every refusal before their
+ * first write (ledger_op_refuses_first). In a bare batch (store.h begin_bare: no savepoint
+ * around the batch either) the kinds that may be refused after writing run in a savepoint of
+ * their own. Otherwise — a refusal after writes, or a store without `changes` — the
+ * transaction is rolled back and the ops before it are applied again, each in a savepoint, as
+ * is the rest of the batch. They meet the same state at the same instant, so they come to the
+ * same results (new ids aside, which nobody has seen yet): a refusal costs at most its batch
+ * once more (a bare batch's rollback, the replay of the batches since the store's last flush
+ * too, which only a failing store should cause). */
 static void run_batch(ledger_shard *l, ledger_op **ops, int n) {
     cg_store *s = l->store;
     cg_err err = {0};

@@ -14,21 +14,28 @@
 
 static int path_seq;
 
-/* A fresh SQLite path of this test's own (two databases in one test). */
+/* Removes the database at path: every shard file with its -wal, -shm and -redo. */
+static void remove_path(const char *path) {
+    for (int shard = 0; shard < CG_LEDGER_SHARDS_MAX; shard++) {
+        char file[560], p[600];
+        if (shard) snprintf(file, sizeof file, "%s.shard%d", path, shard);
+        else snprintf(file, sizeof file, "%s", path);
+        unlink(file);
+        snprintf(p, sizeof p, "%s-wal", file);
+        unlink(p);
+        snprintf(p, sizeof p, "%s-shm", file);
+        unlink(p);
+        snprintf(p, sizeof p, "%s-redo", file);
+        unlink(p);
+    }
+}
+
+/* A fresh SQLite path of this test's own (two databases in one test), with nothing left at it
+ * by an earlier process that had the same pid. */
 static void own_path(char *path, size_t bytes) {
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(path, bytes, "%s/cg-cache-test-%d-%d", dir, (int)getpid(), ++path_seq);
-}
-
-static void remove_path(const char *path) {
-    char p[600];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-redo", path);
-    unlink(p);
+    remove_path(path);
 }
 
 static cg_ledger *open_path(const char *path, int cache_members_max) {
@@ -373,7 +380,7 @@ static void test_page_cache_keeps_to_its_bound(void **state) {
     int64_t used[2];
     const int bounds_mb[2] = {1, 0}; /* 0: CG_LEDGER_PAGE_CACHE_MB_DEFAULT */
     for (int k = 0; k < 2; k++) {
-        char path[512], p1[600];
+        char path[512];
         own_path(path, sizeof path);
         cg_ledger_config c;
         fx_config(&c, true);
@@ -404,8 +411,6 @@ static void test_page_cache_keeps_to_its_bound(void **state) {
         used[k] = st.page_cache_bytes;
         cg_ledger_close(l);
         remove_path(path);
-        snprintf(p1, sizeof p1, "%s.shard1", path);
-        remove_path(p1);
     }
     assert_true(used[0] > 0);
     assert_true(used[0] <= 2 * 1024 * 1024); /* 1 MiB of pages plus SQLite's page headers */

@@ -3,14 +3,16 @@
  * yet — come back after kill -9; a torn or corrupt record after them is ignored; a database
  * older than its log is refused with an error that says so; a second process that opened
  * the files while the owner lived takes the log over when the owner dies, replaying it before
- * its own first write; and its writes while the owner lives wait for the owner's flushes (or
- * death) and survive with the owner's. SQLite only. */
+ * its own first write; its writes while the owner lives wait for the owner's flushes (or
+ * death) and survive with the owner's; and a batch that fails undoes the open transaction's
+ * earlier batches too, which the next batch replays from the log. SQLite only. */
 #include "ledger_fixture.h"
 
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -373,6 +375,55 @@ static void test_second_process_writes_as_the_owner_dies(void **state) {
     second_process_writes(state, true);
 }
 
+/* A batch whose record cannot be written (here: the process's file size limit, EFBIG) is
+ * refused and undone whole — a batch is no savepoint of its own (store.h begin_bare) — and
+ * with it the batches before it in the same open transaction, which the next batch first
+ * replays from the log: nothing acknowledged is lost, and the refused call, retried with its
+ * key, is applied once. */
+static void test_failed_batch_replays_the_batches_before_it(void **state) {
+    char dsn[600];
+    populate(dsn, sizeof dsn);
+    cg_ledger *l = NULL;
+    cg_err err = {0};
+    assert_cg_ok(open_ledger(dsn, FLUSH_NEVER_MS, &l, &err), err);
+    *state = l;
+    enum { BEFORE = 4 };
+    char ids[BEFORE][CG_OBJECT_ID_BYTES_MAX];
+    for (int i = 0; i < BEFORE; i++) { /* acknowledged: in the log and the open transaction */
+        char key[16];
+        snprintf(key, sizeof key, "a%d", i);
+        snprintf(ids[i], sizeof ids[i], "%s", charge_mj(l, "m0", key).charge_id);
+    }
+    struct rlimit unlimited, one_byte;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &unlimited), 0);
+    one_byte = (struct rlimit){.rlim_cur = 1, .rlim_max = unlimited.rlim_max};
+    void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+    cg_charge c;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &one_byte), 0); /* every write past byte 1 fails */
+    int rc = charge_try(l, "m0", "b", "midjourney", NULL, &c, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &unlimited), 0);
+    signal(SIGXFSZ, was);
+    assert_int_equal(rc, CG_EUNAVAILABLE);
+    assert_non_null(strstr(err.msg, "retry with the same idempotency key"));
+    assert_cg_ok(charge_try(l, "m0", "b", "midjourney", NULL, &c, &err), err);
+    for (int i = 0; i < BEFORE; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "a%d", i);
+        cg_charge again;
+        cg_charge_input in = {.member_id = "m0", .idempotency_key = key, .model = "midjourney"};
+        bool replayed = false;
+        assert_cg_ok(cg_ledger_charge(l, &in, &again, &replayed, &err), err);
+        assert_true(replayed);
+        assert_string_equal(again.charge_id, ids[i]);
+    }
+    assert_int_equal(balance_of(l, "m0")->held, 10 * (BEFORE + 1));
+    assert_verify_clean(l);
+    /* and it all reaches the files: a plain reader sees the charges after a clean close */
+    cg_ledger_close(l);
+    *state = NULL;
+    assert_int_equal(charges_in_files(), BEFORE + 1);
+}
+
 static int redo_teardown(void **state) {
     if (*state) cg_ledger_close(*state);
     *state = NULL;
@@ -394,6 +445,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_second_process_writes_while_the_owner_lives,
                                   redo_teardown),
         cmocka_unit_test_teardown(test_second_process_writes_as_the_owner_dies, redo_teardown),
+        cmocka_unit_test_teardown(test_failed_batch_replays_the_batches_before_it,
+                                  redo_teardown),
     };
     return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
 }
