@@ -2,10 +2,11 @@
  * commits run under synchronous=NORMAL (appended to the WAL, crash-consistent) and `sync`
  * fdatasyncs the WAL: together exactly the fsync synchronous=FULL would do inside COMMIT, but
  * callable from the ledger's syncer thread so the writer never waits on the disk (see
- * store.h). Under the ledger's group commit, batches are savepoints of a long transaction and
+ * store.h). Under the ledger's group commit, batches share one long transaction and are
  * records of the redo log beside the file instead ("Long transactions" below, redo.h). Rows
- * only; every rule lives in src/ledger/. Statements are prepared once at open (no parsing on the hot path), every key
- * starts with member_id, and schema migrations are versioned (PRAGMA user_version). */
+ * only; every rule lives in src/ledger/. Statements are prepared once at open (no parsing on
+ * the hot path), every key starts with member_id, and schema migrations are versioned
+ * (PRAGMA user_version). */
 #include "creditgate/store.h"
 #include "redo.h"
 
@@ -277,7 +278,7 @@ typedef struct sqlite_store {
     /* the redo log (long transactions, below); NULL for :memory: */
     redo_log *redo;
     bool redo_owner;       /* holds the log's lock: replayed it, may append to it */
-    bool long_txn;         /* log_batches: batches are savepoints of a long transaction */
+    bool long_txn;         /* log_batches: batches share one long transaction */
     bool txn_open;         /* the long transaction is open */
     bool batch_savepoint;  /* the batch is a savepoint in it (begin), not bare (begin_bare) */
     bool logging;          /* the statement being bound goes into the batch's record */
@@ -373,25 +374,23 @@ static int exec_simple(cg_store *store, int id, cg_err *err, const char *what) {
  * Per-batch commits (a new store, :memory:, the naive bench): begin/commit are BEGIN
  * IMMEDIATE/COMMIT and sync fdatasyncs the WAL.
  *
- * Long transactions (log_batches): one SQLite transaction spans the batches of a flush
- * interval. Each batch is a savepoint in it (a refused call still rolls back alone) — or,
- * begun by begin_bare, is not: a savepoint copies every page the batch first touches into
- * its journal, and the ledger keeps savepoints for the calls that may need one. A bare
- * batch's rollback undoes the whole transaction instead, and the next begin replays the log
- * (below), which holds every batch before it. `commit` appends what the batch wrote — its
- * statements and bound values — to the redo log as one record; `sync` fdatasyncs that log
- * instead of the WAL. Once per flush interval (or
- * when the log passes REDO_LOG_BYTES_MAX) the writer commits the file itself with the last
- * record's lsn — without an fsync: the log still holds every record since it last
+ * Long transactions (log_batches): one SQLite transaction spans the batches of a flush interval.
+ * Each batch is a savepoint in it (a refused call still rolls back alone) — or, begun by
+ * begin_bare, is not: a savepoint copies every page the batch first touches into its journal,
+ * and the ledger keeps savepoints for the calls that may need one. A bare batch's rollback
+ * undoes the whole transaction instead, and the next begin replays the log (below), which holds
+ * every batch before it. `commit` appends what the batch wrote (its statements and bound values)
+ * to the redo log as one record; `sync` fdatasyncs that log instead of the WAL. Once per flush
+ * interval (or when the log passes REDO_LOG_BYTES_MAX) the writer commits the file itself with
+ * the last record's lsn — without an fsync: the log still holds every record since it last
  * restarted. The log restarts (offset 0) only once the file holds all of it durably: after a
  * checkpoint that backfilled the whole WAL (which fsyncs the WAL first and the file after:
- * wal_hook), or after an fdatasync of the WAL once the log passes restart_bytes. A hot
- * B-tree page is then written once per flush instead of once per batch, and a batch makes
- * durable only the bytes it changed. A crash loses the open transaction, and maybe flushes
- * since the last restart (SQLite recovers a prefix of its commits); the next open (or the
- * next writer, below) replays the records past the lsn the file holds. Other processes read
- * the file up to a flush interval behind, and their writes wait for the writer's flush (busy
- * timeout).
+ * wal_hook), or after an fdatasync of the WAL once the log passes restart_bytes. A hot B-tree
+ * page is then written once per flush instead of once per batch, and a batch makes durable only
+ * the bytes it changed. A crash loses the open transaction, and maybe flushes since the last
+ * restart (SQLite recovers a prefix of its commits); the next open (or the next writer, below)
+ * replays the records past the lsn the file holds. Other processes read the file up to a flush
+ * interval behind, and their writes wait for the writer's flush (busy timeout).
  *
  * If a flush fails (disk full, I/O error) its transaction is rolled back — the log holds every
  * record since the last flush — and the next begin replays the log into a new one and commits
@@ -570,7 +569,6 @@ static int sq_begin_bare(cg_store *st, bool *bare, cg_err *err) {
 /* store.h changes: rows inserted, updated or deleted on this connection so far. */
 static int64_t sq_changes(cg_store *st) { return sqlite3_total_changes64(from(st)->db); }
 
-
 /* The long transaction's flush, due or asked for. On failure the batches stay in the log and
  * the next batch replays them first (sq_begin), unless the store has stopped (fail_stop). */
 static void flush_or_replay_later(sqlite_store *s) {
@@ -592,7 +590,8 @@ static int sq_commit(cg_store *st, cg_err *err) {
         if (rc) return rc;
         s->lsn++;
     }
-    int rc = s->batch_savepoint ? exec_simple(st, ST_BATCH_RELEASE, err, "release batch") : 0;
+    int rc = s->batch_savepoint ? exec_simple(st, ST_BATCH_RELEASE, err, "release batch")
+                                : CG_OK;
     if (rc) {
         fail_stop(s, err);
         return rc;
