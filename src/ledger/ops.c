@@ -154,6 +154,25 @@ static int idem_end(cg_store *s, const idem_call *ic, cg_err *err) {
     return ic->claimed ? CG_OK : s->ops->idem_insert(s, &ic->row, err);
 }
 
+/* For a call that decides before it writes: `checked` is its checks' outcome, nothing written
+ * yet. Passed: claims the key (idem_begin). Refused by a rule: the key is only looked up, and
+ * a replay (*found) or a conflict answers instead of the refusal, which stands otherwise. */
+static int idem_after_checks(cg_store *s, idem_call *ic, int checked, const char *member_id,
+                             const char *key, int op, const uint8_t hash[16],
+                             const char *object_id, int64_t now_us, char *replay_id,
+                             bool *found, cg_err *err) {
+    *found = false;
+    if (!checked)
+        return idem_begin(s, ic, member_id, key, op, hash, object_id, now_us, replay_id, found,
+                          err);
+    if (!ledger_rc_is_refusal(checked)) return checked;
+    cg_err refused = *err;
+    int rc = idem_lookup(s, member_id, key, op, hash, replay_id, found, err);
+    if (rc || *found) return rc;
+    *err = refused;
+    return checked;
+}
+
 /* Appends journal entries for one member, numbering them after the last stored seq. */
 typedef struct journal {
     ledger_shard *ledger;
@@ -521,22 +540,10 @@ static int op_charge(ledger_shard *l, ledger_op *op, int64_t now_us) {
         if (in->capture) c->settled_at_us = now_us;
         rc = charge_plan(l, c, now_us, &live, &op->err);
     }
-    bool found = false;
-    if (rc && ledger_rc_is_refusal(rc)) {
-        cg_err refused = op->err;
-        int lookup = idem_lookup(s, in->member_id, in->idempotency_key, OP_CHARGE, hash,
-                                 replay_id, &found, &op->err);
-        if (lookup) return lookup;
-        if (!found) {
-            op->err = refused;
-            return rc;
-        }
-        rc = CG_OK;
-    }
+    bool found;
     idem_call ic;
-    if (!found && !rc)
-        rc = idem_begin(s, &ic, in->member_id, in->idempotency_key, OP_CHARGE, hash,
-                        charge_id, now_us, replay_id, &found, &op->err);
+    rc = idem_after_checks(s, &ic, rc, in->member_id, in->idempotency_key, OP_CHARGE, hash,
+                           charge_id, now_us, replay_id, &found, &op->err);
     if (rc) return rc;
     if (found) {
         if (op->replayed) *op->replayed = true;
@@ -622,9 +629,9 @@ static void settle_hash(const ledger_op *op, uint8_t hash[16]) {
 typedef int (*settle_check_fn)(const ledger_op *op, const cg_charge *c, int64_t now_us,
                                cg_err *err);
 
-/* Loads the charge of a settle call into op->out and checks it before anything is written;
- * a refusal (the charge unknown, or check's) then looks the key up, for a replay (*done) or a
- * conflict comes first. Otherwise claims the key; *done when it was already used for this. */
+/* Loads the charge of a settle call into op->out and checks it before anything is written
+ * (the charge unknown, or check's refusal), then settles the key (idem_after_checks); *done:
+ * the key already did this, and op->out is the charge as it is now. */
 static int settle_begin(ledger_shard *l, ledger_op *op, settle_check_fn check, idem_call *ic,
                         bool *done, int64_t now_us) {
     const cg_settle_input *in = op->in;
@@ -638,20 +645,8 @@ static int settle_begin(ledger_shard *l, ledger_op *op, settle_check_fn check, i
     char replay_id[CG_OBJECT_ID_BYTES_MAX];
     rc = s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
     if (!rc) rc = check(op, op->out, now_us, &op->err);
-    if (rc && ledger_rc_is_refusal(rc)) {
-        cg_err refused = op->err;
-        int lookup = idem_lookup(s, in->member_id, in->idempotency_key, op->kind, hash,
-                                 replay_id, done, &op->err);
-        if (lookup) return lookup;
-        if (!*done) {
-            op->err = refused;
-            return rc;
-        }
-        rc = CG_OK;
-    } else if (!rc) {
-        rc = idem_begin(s, ic, in->member_id, in->idempotency_key, op->kind, hash,
-                        in->charge_id, now_us, replay_id, done, &op->err);
-    }
+    rc = idem_after_checks(s, ic, rc, in->member_id, in->idempotency_key, op->kind, hash,
+                           in->charge_id, now_us, replay_id, done, &op->err);
     if (rc || !*done) return rc;
     if (op->replayed) *op->replayed = true;
     return s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);

@@ -70,11 +70,12 @@ static inline void fx_shard_file(int i, char *out, size_t out_bytes) {
     else snprintf(out, out_bytes, "%s", fx_path);
 }
 
-static inline void fx_remove_files(void) {
-    if (!fx_path[0]) return;
+/* Removes the database at path: every shard file with its -wal, -shm and -redo. */
+static inline void fx_remove_db(const char *path) {
     for (int i = 0; i < CG_LEDGER_SHARDS_MAX; i++) {
         char file[560], p[600];
-        fx_shard_file(i, file, sizeof file);
+        if (i) snprintf(file, sizeof file, "%s.shard%d", path, i);
+        else snprintf(file, sizeof file, "%s", path);
         unlink(file);
         snprintf(p, sizeof p, "%s-wal", file);
         unlink(p);
@@ -83,6 +84,11 @@ static inline void fx_remove_files(void) {
         snprintf(p, sizeof p, "%s-redo", file);
         unlink(p);
     }
+}
+
+static inline void fx_remove_files(void) {
+    if (!fx_path[0]) return;
+    fx_remove_db(fx_path);
     fx_path[0] = 0;
 }
 

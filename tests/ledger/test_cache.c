@@ -14,28 +14,12 @@
 
 static int path_seq;
 
-/* Removes the database at path: every shard file with its -wal, -shm and -redo. */
-static void remove_path(const char *path) {
-    for (int shard = 0; shard < CG_LEDGER_SHARDS_MAX; shard++) {
-        char file[560], p[600];
-        if (shard) snprintf(file, sizeof file, "%s.shard%d", path, shard);
-        else snprintf(file, sizeof file, "%s", path);
-        unlink(file);
-        snprintf(p, sizeof p, "%s-wal", file);
-        unlink(p);
-        snprintf(p, sizeof p, "%s-shm", file);
-        unlink(p);
-        snprintf(p, sizeof p, "%s-redo", file);
-        unlink(p);
-    }
-}
-
 /* A fresh SQLite path of this test's own (two databases in one test), with nothing left at it
  * by an earlier process that had the same pid. */
 static void own_path(char *path, size_t bytes) {
     const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     snprintf(path, bytes, "%s/cg-cache-test-%d-%d", dir, (int)getpid(), ++path_seq);
-    remove_path(path);
+    fx_remove_db(path);
 }
 
 static cg_ledger *open_path(const char *path, int cache_members_max) {
@@ -126,7 +110,7 @@ static void test_tiny_cache_gives_the_same_results_as_none(void **state) {
         o[k] = outcome_of(l);
         assert_verify_clean(l);
         cg_ledger_close(l);
-        remove_path(path);
+        fx_remove_db(path);
     }
     assert_same(&o[0], &o[1]);
     assert_same(&o[0], &o[2]);
@@ -154,8 +138,8 @@ static void test_restart_with_cold_cache_gives_the_same_results(void **state) {
     assert_verify_clean(cold);
     cg_ledger_close(cold);
     assert_same(&a, &b);
-    remove_path(warm_path);
-    remove_path(cold_path);
+    fx_remove_db(warm_path);
+    fx_remove_db(cold_path);
 }
 
 /* A second writer on the same file (another process, the CLI): the first sees its grant. */
@@ -175,7 +159,7 @@ static void test_another_writers_commit_empties_the_cache(void **state) {
     assert_int_equal(balance_of(a, "m1")->held, 20);
     assert_verify_clean(a);
     cg_ledger_close(a);
-    remove_path(path);
+    fx_remove_db(path);
 }
 
 /* More open grants than the cache keeps (LEDGER_CACHE_GRANTS_MAX = 4): spending order holds. */
@@ -310,7 +294,7 @@ static void test_old_keys_are_purged_in_step_with_calls(void **state) {
     assert_false(replayed);
     assert_verify_clean(l);
     cg_ledger_close(l);
-    remove_path(path);
+    fx_remove_db(path);
 }
 
 /* ---- big transactions: the WAL write gathering (src/store/sqlite.c) flushes in pieces ---- */
@@ -366,7 +350,7 @@ static void test_large_batches_commit_and_survive_reopen(void **state) {
     assert_int_equal(r.grants, BIG_THREADS * BIG_MEMBERS_PER_THREAD);
     assert_int_equal(balance_of(l, "big-31-39")->available, 100);
     cg_ledger_close(l);
-    remove_path(path);
+    fx_remove_db(path);
 }
 
 
@@ -410,7 +394,7 @@ static void test_page_cache_keeps_to_its_bound(void **state) {
         cg_ledger_stats_get(l, &st);
         used[k] = st.page_cache_bytes;
         cg_ledger_close(l);
-        remove_path(path);
+        fx_remove_db(path);
     }
     assert_true(used[0] > 0);
     assert_true(used[0] <= 2 * 1024 * 1024); /* 1 MiB of pages plus SQLite's page headers */
@@ -428,7 +412,7 @@ static void test_page_cache_keeps_to_its_bound(void **state) {
     assert_int_equal(cg_ledger_open_dsn(dsn, &c, &l, &err), CG_EINVAL);
     assert_non_null(strstr(err.msg, "page_cache_mb"));
     assert_null(l);
-    remove_path(path);
+    fx_remove_db(path);
 }
 
 int main(void) {

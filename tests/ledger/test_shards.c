@@ -178,12 +178,7 @@ static void test_a_shard_of_another_ledger_is_refused(void **state) {
     assert_int_equal(open_at(dsn_shard, 0, &l, &err), CG_EINVAL);
     assert_non_null(strstr(err.msg, "not the first shard"));
     fx_remove_files();
-    unlink(path_a);
-    char p[640];
-    snprintf(p, sizeof p, "%s-wal", path_a);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path_a);
-    unlink(p);
+    fx_remove_db(path_a);
 }
 
 /* A database written before shards (one file, no shard row) stays one file. */
