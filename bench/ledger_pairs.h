@@ -41,6 +41,9 @@ typedef struct run_result {
     double cpu_us_per_pair;   /* all threads of this process: comparable on a busy machine */
     double disk_kib_per_pair; /* bytes this process caused to be written to disk */
     double p50_ms, p99_ms, max_ms;
+    double calls_per_batch;   /* ledger calls per writer transaction (cg_ledger_stats) */
+    double stalled_share;     /* --async: share of 10 ms ticks with under a tenth of the median
+                                 tick's completions (callers all waiting); -1: not measured */
     int64_t failures;
 } run_result;
 

@@ -160,14 +160,41 @@ static int async_capture(cg_ledger *l, async_slot *slot) {
     return cg_ledger_capture_async(l, &slot->settle, &slot->out, NULL, async_done, slot, &err);
 }
 
+#define STALL_TICK_S 0.01 /* completions are counted per tick of 10 ms */
+#define STALL_TICKS_MAX (3600 * 100)
+
+static int cmp_int64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The share of ticks[0..n) with under a tenth of the median tick's completions: the time all
+ * calls in flight waited on something (a writer committing its file, a checkpoint). */
+static double stalled_share(const int64_t *ticks, int n) {
+    if (n < 10) return -1;
+    int64_t *sorted = malloc(sizeof *sorted * (size_t)n);
+    if (!sorted) return -1;
+    memcpy(sorted, ticks, sizeof *sorted * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_int64);
+    int64_t median = sorted[n / 2];
+    int stalled = 0;
+    for (int i = 0; i < n; i++) stalled += ticks[i] * 10 < median;
+    free(sorted);
+    return (double)stalled / n;
+}
+
 /* One driver thread keeps `in_flight` pairs going until the time is up; c collects the pairs,
- * failures and latencies as a caller of pairs_main would. */
-static void drive_async(cg_ledger *l, caller *c, int in_flight) {
+ * failures and latencies as a caller of pairs_main would, *stalled the share of stalled ticks
+ * (stalled_share). */
+static void drive_async(cg_ledger *l, caller *c, int in_flight, double *stalled) {
     async_run run = {.done = calloc((size_t)in_flight, sizeof(int))};
     async_slot *slots = calloc((size_t)in_flight, sizeof *slots);
     pthread_mutex_init(&run.mu, NULL);
     pthread_cond_init(&run.done_cv, NULL);
     int *taken = calloc((size_t)in_flight, sizeof(int));
+    int64_t *ticks = calloc(STALL_TICKS_MAX, sizeof *ticks);
+    double ticks_start = now_s();
+    int tick_last = 0;
     int active = 0;
     int64_t n = 0;
     for (int i = 0; i < in_flight; i++) {
@@ -182,7 +209,13 @@ static void drive_async(cg_ledger *l, caller *c, int in_flight) {
         memcpy(taken, run.done, sizeof(int) * (size_t)k);
         run.done_count = 0;
         pthread_mutex_unlock(&run.mu);
-        bool more = now_s() < c->until_s && c->pairs + c->failures < c->pairs_max;
+        double t = now_s();
+        bool more = t < c->until_s && c->pairs + c->failures < c->pairs_max;
+        int tick = (int)((t - ticks_start) / STALL_TICK_S);
+        if (ticks && more && tick < STALL_TICKS_MAX) {
+            ticks[tick] += k;
+            tick_last = tick;
+        }
         for (int j = 0; j < k; j++) {
             async_slot *slot = &slots[taken[j]];
             int rc = slot->rc;
@@ -200,6 +233,8 @@ static void drive_async(cg_ledger *l, caller *c, int in_flight) {
             active--;
         }
     }
+    *stalled = ticks ? stalled_share(ticks, tick_last) : -1; /* the last tick is partial */
+    free(ticks);
     pthread_cond_destroy(&run.done_cv);
     pthread_mutex_destroy(&run.mu);
     free(taken);
@@ -221,6 +256,8 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
     caller *cs = calloc((size_t)callers, sizeof *cs);
     double start = now_s(), cpu_start = cpu_s();
     int64_t disk_start = disk_write_bytes();
+    cg_ledger_stats st0, st1;
+    cg_ledger_stats_get(l, &st0);
     for (int i = 0; i < callers; i++) {
         cs[i] = (caller){.ledger = l, .id = i, .run = seed, .members = o->members,
                          .charges_only = o->charges_only, .at_once = o->at_once,
@@ -229,14 +266,19 @@ static run_result run_pairs(cg_ledger *l, const bench_opts *o, int callers, uint
                          .pairs_max = o->pairs ? (o->pairs + callers - 1) / callers : INT64_MAX};
         cs[i].lat_us = malloc(sizeof(uint32_t) * BENCH_SAMPLES_PER_CALLER_MAX);
     }
-    if (async) drive_async(l, &cs[0], in_flight);
+    double stalled = -1;
+    if (async) drive_async(l, &cs[0], in_flight, &stalled);
     else run_threads(cs, callers, pairs_main);
     double elapsed = now_s() - start, cpu = cpu_s() - cpu_start;
+    cg_ledger_stats_get(l, &st1);
     int64_t disk = disk_write_bytes() - disk_start, total = 0;
     for (int i = 0; i < callers; i++) total += cs[i].pairs;
     run_result r = pairs_result(cs, callers, elapsed);
     r.cpu_us_per_pair = total ? cpu * 1e6 / total : 0;
     r.disk_kib_per_pair = total ? (double)disk / 1024 / total : 0;
+    int64_t batches = st1.batches - st0.batches;
+    r.calls_per_batch = batches > 0 ? (double)(st1.calls - st0.calls) / (double)batches : 0;
+    r.stalled_share = stalled;
     free(cs);
     return r;
 }
@@ -788,9 +830,13 @@ int main(int argc, char **argv) {
             run_result r = run_pairs(l, &o, o.callers[i], (uint64_t)(i + 1), is_group && o.async);
             (is_group ? group[mode - 1] : naive)[i] = r;
             printf("  %3d callers: %9.0f pairs/s  p50 %7.2f ms  p99 %7.2f ms  max %7.2f ms"
-                   "  cpu %5.0f us/pair  disk %5.1f KiB/pair  failures %" PRId64 "\n",
-                   o.callers[i], r.pairs_per_s, r.p50_ms, r.p99_ms, r.max_ms, r.cpu_us_per_pair,
-                   r.disk_kib_per_pair, r.failures);
+                   "  cpu %5.0f us/pair  disk %5.1f KiB/pair  calls/batch %5.1f  failures %"
+                   PRId64 "\n", o.callers[i], r.pairs_per_s, r.p50_ms, r.p99_ms, r.max_ms,
+                   r.cpu_us_per_pair, r.disk_kib_per_pair, r.calls_per_batch, r.failures);
+            if (r.stalled_share >= 0)
+                printf("               stalled: %.1f %% of 10 ms ticks had under a tenth of the "
+                       "median tick's completions (every call in flight waiting)\n",
+                       100 * r.stalled_share);
         }
         cg_verify_report rep;
         double t0 = now_s();
