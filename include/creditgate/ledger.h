@@ -307,8 +307,9 @@ typedef struct cg_charge_input {
 } cg_charge_input;
 
 /* Quote + hold in one step (quote + spend with in->capture). Records the request, items
- * (with benefit and English reason) and policy version, also for a 0-credit (unlimited) charge. Spending order: priority, then
- * soonest expiry (non-expiring last), then promotional before paid, then oldest.
+ * (with benefit and English reason) and policy version, also for a 0-credit (unlimited)
+ * charge. Spending order: priority, then soonest expiry (non-expiring last), then promotional
+ * before paid, then oldest.
  * CG_EINSUFFICIENT holds nothing; out->credits / out->credits_available say needed/available. */
 int cg_ledger_charge(cg_ledger *ledger, const cg_charge_input *in, cg_charge *out,
                      bool *replayed, cg_err *err);

@@ -180,7 +180,7 @@ struct cg_ledger {
 
 int64_t ledger_now_us(const ledger_shard *shard);
 
-/* Applies one op inside the current transaction (the caller brackets it in a savepoint). */
+/* Applies one op inside the current transaction (bare or in a savepoint: run_batch). */
 int ledger_apply(ledger_shard *ledger, ledger_op *op, int64_t now_us);
 /* Whether ops of this kind make every refusal before their first write (charge, capture,
  * release, the reads): a refused one leaves nothing to undo, so it needs no savepoint. */

@@ -643,13 +643,14 @@ static int settle_begin(ledger_shard *l, ledger_op *op, settle_check_fn check, i
     uint8_t hash[16];
     settle_hash(op, hash);
     char replay_id[CG_OBJECT_ID_BYTES_MAX];
-    rc = s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
-    if (!rc) rc = check(op, op->out, now_us, &op->err);
+    int got = s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
+    rc = got ? got : check(op, op->out, now_us, &op->err);
     rc = idem_after_checks(s, ic, rc, in->member_id, in->idempotency_key, op->kind, hash,
                            in->charge_id, now_us, replay_id, done, &op->err);
     if (rc || !*done) return rc;
     if (op->replayed) *op->replayed = true;
-    return s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err);
+    /* a replay: op->out holds the charge as read above, before any write, unless that failed */
+    return got ? s->ops->charge_get(s, in->member_id, in->charge_id, op->out, &op->err) : CG_OK;
 }
 
 /* What a capture or release may settle: a held charge before its TTL; a capture, at most

@@ -569,15 +569,19 @@ static int sq_begin_bare(cg_store *st, bool *bare, cg_err *err) {
 /* store.h changes: rows inserted, updated or deleted on this connection so far. */
 static int64_t sq_changes(cg_store *st) { return sqlite3_total_changes64(from(st)->db); }
 
+/* Drops the open long transaction: the log holds every batch in it, and the next begin
+ * replays them. */
+static void replay_later(sqlite_store *s) {
+    if (!sqlite3_get_autocommit(s->db)) exec_simple(&s->base, ST_ROLLBACK, NULL, "rollback");
+    s->txn_open = false;
+    s->replay_due = true;
+}
+
 /* The long transaction's flush, due or asked for. On failure the batches stay in the log and
  * the next batch replays them first (sq_begin), unless the store has stopped (fail_stop). */
 static void flush_or_replay_later(sqlite_store *s) {
     cg_err why = {0};
-    if (flush_to_file(s, &why) && !s->failed) {
-        if (!sqlite3_get_autocommit(s->db)) exec_simple(&s->base, ST_ROLLBACK, NULL, "rollback");
-        s->txn_open = false;
-        s->replay_due = true;
-    }
+    if (flush_to_file(s, &why) && !s->failed) replay_later(s);
 }
 
 static int sq_commit(cg_store *st, cg_err *err) {
@@ -618,12 +622,8 @@ static int sq_rollback(cg_store *st, cg_err *err) {
     sqlite_store *s = from(st);
     if (!s->long_txn) return exec_simple(st, ST_ROLLBACK, err, "rollback");
     redo_discard(s->redo);
-    if (!s->batch_savepoint) {
-        /* a bare batch: the batches before it in the transaction go too, and the next begin
-         * replays them from the log, which holds them all */
-        if (!sqlite3_get_autocommit(s->db)) exec_simple(st, ST_ROLLBACK, NULL, "rollback");
-        s->txn_open = false;
-        s->replay_due = true;
+    if (!s->batch_savepoint) { /* a bare batch: the batches before it go too */
+        replay_later(s);
         return CG_OK;
     }
     s->batch_savepoint = false;
